@@ -1,0 +1,1 @@
+//! Dom0-side peers: thin safe wrappers over Linux's /dev/xen devices.
