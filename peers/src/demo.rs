@@ -212,15 +212,24 @@ mod tests {
         let c = request(2);
         assert_eq!(t.check(&answer(&c)), Err(BadResponse::NotSent(c.id)));
         assert_eq!(
-            t.check(&Msg { id: 7, ..answer(&a) }),
+            t.check(&Msg {
+                id: 7,
+                ..answer(&a)
+            }),
             Err(BadResponse::UnknownId(7))
         );
         assert!(matches!(
-            t.check(&Msg { status: a.status, ..a }),
+            t.check(&Msg {
+                status: a.status,
+                ..a
+            }),
             Err(BadResponse::WrongStatus { .. })
         ));
         assert!(matches!(
-            t.check(&Msg { operation: 99, ..answer(&a) }),
+            t.check(&Msg {
+                operation: 99,
+                ..answer(&a)
+            }),
             Err(BadResponse::WrongOperation { .. })
         ));
         assert_eq!(t.missing(10), vec![a.id]);

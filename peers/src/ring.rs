@@ -53,20 +53,36 @@ pub fn need_notify(old: u32, new: u32, event: u32) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingError {
     /// The frontend's `req_prod` claims more unanswered requests than slots.
-    BadReqProd { req_prod: u32, rsp_prod_pvt: u32, size: u32 },
+    BadReqProd {
+        req_prod: u32,
+        rsp_prod_pvt: u32,
+        size: u32,
+    },
     /// The backend's `rsp_prod` claims responses to requests never sent.
-    BadRspProd { rsp_prod: u32, rsp_cons: u32, req_prod_pvt: u32 },
+    BadRspProd {
+        rsp_prod: u32,
+        rsp_cons: u32,
+        req_prod_pvt: u32,
+    },
 }
 
 impl fmt::Display for RingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            RingError::BadReqProd { req_prod, rsp_prod_pvt, size } => write!(
+            RingError::BadReqProd {
+                req_prod,
+                rsp_prod_pvt,
+                size,
+            } => write!(
                 f,
                 "bad req_prod {req_prod}: {} requests outstanding > {size} slots",
                 req_prod.wrapping_sub(rsp_prod_pvt)
             ),
-            RingError::BadRspProd { rsp_prod, rsp_cons, req_prod_pvt } => write!(
+            RingError::BadRspProd {
+                rsp_prod,
+                rsp_cons,
+                req_prod_pvt,
+            } => write!(
                 f,
                 "bad rsp_prod {rsp_prod}: {} new responses but only {} requests outstanding",
                 rsp_prod.wrapping_sub(rsp_cons),
@@ -380,7 +396,13 @@ mod tests {
             }
             assert!(!b.final_check_requests());
             for r in f.take_responses().unwrap() {
-                assert_eq!(r, Msg { status: got * 3 + 1, ..msg(got) });
+                assert_eq!(
+                    r,
+                    Msg {
+                        status: got * 3 + 1,
+                        ..msg(got)
+                    }
+                );
                 got += 1;
             }
             assert!(!f.final_check_responses());
@@ -470,6 +492,9 @@ mod tests {
         }
         b.push_responses();
         let rs = f.take_responses().unwrap();
-        assert_eq!(rs.iter().map(|r| r.id).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
+        assert_eq!(
+            rs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            (0..100).collect::<Vec<_>>()
+        );
     }
 }

@@ -22,7 +22,10 @@ impl<'a> SharedMem<'a> {
     /// `ptr..ptr+len` must stay mapped, readable and writable for `'a`, and
     /// `ptr` must be 4-byte aligned. Other parties may write it concurrently.
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
-        assert!(ptr as usize % 4 == 0, "shared memory must be 4-byte aligned");
+        assert!(
+            (ptr as usize).is_multiple_of(4),
+            "shared memory must be 4-byte aligned"
+        );
         Self {
             ptr: NonNull::new(ptr).expect("null shared memory"),
             len,
@@ -50,14 +53,14 @@ impl<'a> SharedMem<'a> {
 
     /// Volatile aligned 32-bit load (a single `mov` on x86, so never torn).
     pub fn load_u32(&self, off: usize) -> u32 {
-        assert!(off % 4 == 0);
+        assert!(off.is_multiple_of(4));
         // SAFETY: in bounds and aligned (checked); the page is mapped for 'a.
         unsafe { self.at(off, 4).cast::<u32>().read_volatile() }
     }
 
     /// Volatile aligned 32-bit store.
     pub fn store_u32(&self, off: usize, v: u32) {
-        assert!(off % 4 == 0);
+        assert!(off.is_multiple_of(4));
         // SAFETY: in bounds and aligned (checked); the page is mapped for 'a.
         unsafe { self.at(off, 4).cast::<u32>().write_volatile(v) }
     }

@@ -16,7 +16,9 @@ fn run(cmd: &mut Command, what: &str) -> io::Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_string())
 }
 
 pub fn read(path: &str) -> io::Result<String> {
