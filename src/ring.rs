@@ -443,23 +443,21 @@ mod tests {
     use super::*;
     use crate::shared::TestPages;
 
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    #[repr(C)]
-    struct Req {
-        id: u64,
-        val: u64,
+    crate::pod_struct! {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct Req {
+            id: u64,
+            val: u64,
+        }
     }
-    // SAFETY: two u64, no padding.
-    unsafe impl Pod for Req {}
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    #[repr(C)]
-    struct Rsp {
-        id: u64,
-        status: i32,
-        pad: u32,
+    crate::pod_struct! {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct Rsp {
+            id: u64,
+            status: i32,
+            pad: u32,
+        }
     }
-    // SAFETY: u64 + i32 + u32, no padding.
-    unsafe impl Pod for Rsp {}
 
     type Front = FrontRing<Req, Rsp>;
     type Back = BackRing<Req, Rsp>;

@@ -45,6 +45,39 @@ impl_pod!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, usize, isize);
 // SAFETY: an array of Pod is Pod: no padding between elements of an array.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 
+/// Declares a `#[repr(C)]` wire struct and implements [`Pod`] for it, with
+/// compile-time proof that every field is `Pod` and that the struct has no
+/// padding (its size equals the sum of its field sizes). Use explicit
+/// `_pad` fields where the C layout has holes.
+///
+/// ```ignore
+/// pod_struct! {
+///     /// grant_entry_v1
+///     pub struct GrantEntryV1 { pub flags: u16, pub domid: u16, pub frame: u32 }
+/// }
+/// ```
+#[macro_export]
+macro_rules! pod_struct {
+    ($(#[$m:meta])* $vis:vis struct $name:ident {
+        $($(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)?
+    }) => {
+        $(#[$m])*
+        #[repr(C)]
+        $vis struct $name { $($(#[$fm])* $fvis $field: $ty),* }
+        const _: () = {
+            const fn field_is_pod<T: $crate::shared::Pod>() {}
+            $(field_is_pod::<$ty>();)*
+            assert!(
+                ::core::mem::size_of::<$name>() == 0 $(+ ::core::mem::size_of::<$ty>())*,
+                "pod_struct: padding bytes"
+            );
+        };
+        // SAFETY: repr(C), every field is Pod (checked above) and the size
+        // equals the sum of the field sizes, so there are no padding bytes.
+        unsafe impl $crate::shared::Pod for $name {}
+    };
+}
+
 /// Full memory barrier (`xen_mb`): a real fence. Required between publishing
 /// our index and re-reading the peer's event index (ring.h notify checks).
 #[inline]
@@ -368,16 +401,15 @@ impl Drop for TestPages {
 mod tests {
     use super::*;
 
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    #[repr(C)]
-    struct Wire {
-        a: u32,
-        b: u16,
-        c: u16,
-        d: u64,
+    crate::pod_struct! {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct Wire {
+            a: u32,
+            b: u16,
+            c: u16,
+            d: u64,
+        }
     }
-    // SAFETY: repr(C), all integer fields, no padding (4+2+2+8).
-    unsafe impl Pod for Wire {}
 
     #[test]
     fn read_write_roundtrip_aligned_and_unaligned() {
