@@ -1,0 +1,176 @@
+//! Kernel command line (`extra=` in the xl config) → typed options.
+//!
+//! Syntax: whitespace-separated `key=value` or `key` words. Every word must be
+//! known; anything else is an error the kernel reports as
+//! `error: cmdline: <message>` before crashing, so a typo never silently runs
+//! the wrong scenario. Pure code, tested on the host.
+
+use core::fmt;
+
+/// In-guest scenario selected with `test=<name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// Boot, print the banner, report SUCCESS, power off.
+    Hello,
+    /// Panic on purpose (checks the panic path and the crash reason).
+    Panic,
+}
+
+impl Test {
+    /// All scenarios, in the order `help` texts list them.
+    pub const ALL: &'static [Test] = &[Test::Hello, Test::Panic];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Test::Hello => "hello",
+            Test::Panic => "panic",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Test> {
+        Test::ALL.iter().copied().find(|t| t.name() == name)
+    }
+}
+
+/// Parsed options; `Default` is what an empty command line means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub test: Test,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { test: Test::Hello }
+    }
+}
+
+/// Why a command line was rejected. Borrows the offending text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// The command line is not UTF-8.
+    NotUtf8,
+    /// A word whose key no option has.
+    UnknownOption(&'a str),
+    /// `key` given without `=value` for an option that needs one.
+    MissingValue(&'a str),
+    /// `key=value` with a value the option does not accept.
+    BadValue { option: &'a str, value: &'a str },
+    /// The same option twice.
+    Duplicate(&'a str),
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::NotUtf8 => write!(f, "not valid UTF-8"),
+            CmdlineError::UnknownOption(o) => write!(f, "unknown option '{o}'"),
+            CmdlineError::MissingValue(o) => write!(f, "option '{o}' needs a value"),
+            CmdlineError::BadValue { option, value } => {
+                write!(f, "invalid value '{value}' for option '{option}'")?;
+                if *option == "test" {
+                    write!(f, " (expected one of:")?;
+                    for t in Test::ALL {
+                        write!(f, " {}", t.name())?;
+                    }
+                    write!(f, ")")?;
+                }
+                Ok(())
+            }
+            CmdlineError::Duplicate(o) => write!(f, "option '{o}' given twice"),
+        }
+    }
+}
+
+/// Parse raw command line bytes (from start_info / hvm_start_info).
+pub fn parse_bytes(raw: &[u8]) -> Result<Options, CmdlineError<'_>> {
+    parse(core::str::from_utf8(raw).map_err(|_| CmdlineError::NotUtf8)?)
+}
+
+/// Parse a command line. Empty → [`Options::default`].
+pub fn parse(s: &str) -> Result<Options, CmdlineError<'_>> {
+    let mut opts = Options::default();
+    let mut seen_test = false;
+    for word in s.split_ascii_whitespace() {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word, None),
+        };
+        match key {
+            "test" => {
+                if seen_test {
+                    return Err(CmdlineError::Duplicate(key));
+                }
+                seen_test = true;
+                let value = value.ok_or(CmdlineError::MissingValue(key))?;
+                opts.test =
+                    Test::from_name(value).ok_or(CmdlineError::BadValue { option: key, value })?;
+            }
+            _ => return Err(CmdlineError::UnknownOption(key)),
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(parse(""), Ok(Options::default()));
+        assert_eq!(parse("   \t "), Ok(Options { test: Test::Hello }));
+    }
+
+    #[test]
+    fn test_option() {
+        assert_eq!(parse("test=hello").unwrap().test, Test::Hello);
+        assert_eq!(parse("  test=panic ").unwrap().test, Test::Panic);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse("bogus"), Err(CmdlineError::UnknownOption("bogus")));
+        assert_eq!(
+            parse("test=hello bogus=1"),
+            Err(CmdlineError::UnknownOption("bogus"))
+        );
+        assert_eq!(parse("test"), Err(CmdlineError::MissingValue("test")));
+        assert_eq!(
+            parse("test=nope"),
+            Err(CmdlineError::BadValue {
+                option: "test",
+                value: "nope"
+            })
+        );
+        assert_eq!(
+            parse("test=hello test=panic"),
+            Err(CmdlineError::Duplicate("test"))
+        );
+        assert_eq!(parse_bytes(b"test=\xff"), Err(CmdlineError::NotUtf8));
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            parse("bogus").unwrap_err().to_string(),
+            "unknown option 'bogus'"
+        );
+        assert_eq!(
+            parse("test=x").unwrap_err().to_string(),
+            "invalid value 'x' for option 'test' (expected one of: hello panic)"
+        );
+        assert_eq!(
+            parse("test").unwrap_err().to_string(),
+            "option 'test' needs a value"
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in Test::ALL {
+            assert_eq!(Test::from_name(t.name()), Some(*t));
+        }
+        assert_eq!(Test::from_name(""), None);
+    }
+}

@@ -1,0 +1,422 @@
+//! Hypercalls: one typed function per hypercall, the only module that enters
+//! Xen (drivers go through `event`, `time`, ... which call in here).
+//!
+//! Convention (guest-abi.md §4): call `hypercall_page + nr * 32`; arguments in
+//! rdi, rsi, rdx, r10, r8; result in rax, negative = `-errno`. Debug Xen
+//! overwrites the argument registers, so all of them are clobbered. The page
+//! is filled by the PV domain builder (HYPERCALL_PAGE note in boot/pv.S).
+
+pub use crate::errno::Errno;
+
+/// Hypercall numbers (xen/include/public/xen.h).
+pub mod nr {
+    pub const MMU_UPDATE: usize = 1;
+    pub const MEMORY_OP: usize = 12;
+    pub const UPDATE_VA_MAPPING: usize = 14;
+    pub const XEN_VERSION: usize = 17;
+    pub const SCHED_OP: usize = 29;
+    pub const EVENT_CHANNEL_OP: usize = 32;
+}
+
+#[cfg(target_os = "none")]
+unsafe extern "C" {
+    /// 4 KiB page in .text, filled by Xen with one 32-byte stub per hypercall.
+    static hypercall_page: [u8; 4096];
+}
+
+/// Raw five-argument hypercall.
+///
+/// # Safety
+/// The arguments must be valid for hypercall `nr`: pointers must point to
+/// live, correctly laid out memory of the size Xen expects for that command.
+#[cfg(target_os = "none")]
+#[inline]
+unsafe fn hypercall(nr: usize, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    debug_assert!(nr < 128);
+    // Taking the address of the extern static does not read it.
+    let stub = &raw const hypercall_page as usize + nr * 32;
+    let ret: i64;
+    // SAFETY: the caller guarantees the arguments are valid for `nr`. The stub
+    // is the builder-provided code for `nr`; it returns with `ret`. All
+    // argument registers, rax, rcx and r11 are declared clobbered, and the
+    // "memory" clobber (no `nomem`) makes the compiler assume Xen reads and
+    // writes memory through the pointers. The stub uses the stack (no
+    // `nostack`); the target has no red zone.
+    unsafe {
+        core::arch::asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            lateout("rax") ret,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// Host builds (unit tests) have no Xen: every hypercall fails with ENOSYS.
+#[cfg(not(target_os = "none"))]
+unsafe fn hypercall(_nr: usize, _a1: u64, _a2: u64, _a3: u64, _a4: u64, _a5: u64) -> i64 {
+    -Errno::ENOSYS.code()
+}
+
+fn check(ret: i64) -> Result<u64, Errno> {
+    Errno::from_ret(ret)
+}
+
+// ---------------------------------------------------------------- sched_op
+
+/// `SHUTDOWN_*` reasons (sched.h); Dom0 sees them in `xl` / libxl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ShutdownReason {
+    Poweroff = 0,
+    Reboot = 1,
+    Suspend = 2,
+    Crash = 3,
+    Watchdog = 4,
+}
+
+mod schedop {
+    pub const YIELD: u64 = 0;
+    pub const BLOCK: u64 = 1;
+    pub const SHUTDOWN: u64 = 2;
+    pub const POLL: u64 = 3;
+}
+
+#[repr(C)]
+struct SchedShutdown {
+    reason: u32,
+}
+
+#[repr(C)]
+struct SchedPoll {
+    ports: *const u32,
+    nr_ports: u32,
+    timeout: u64,
+}
+
+/// `SCHEDOP_shutdown`: for a domU this does not return on success.
+pub fn sched_shutdown(reason: ShutdownReason) -> Result<(), Errno> {
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
+    // SAFETY: `arg` is a live sched_shutdown for the duration of the call.
+    check(unsafe {
+        hypercall(
+            nr::SCHED_OP,
+            schedop::SHUTDOWN,
+            &arg as *const _ as u64,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `SCHEDOP_yield`: give up the CPU, stay runnable.
+pub fn sched_yield() -> Result<(), Errno> {
+    // SAFETY: yield takes no argument.
+    check(unsafe { hypercall(nr::SCHED_OP, schedop::YIELD, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `SCHEDOP_block`: sleep until an event is pending (unmasks events).
+pub fn sched_block() -> Result<(), Errno> {
+    // SAFETY: block takes no argument.
+    check(unsafe { hypercall(nr::SCHED_OP, schedop::BLOCK, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `SCHEDOP_poll`: sleep until one of `ports` is pending or Xen system time
+/// reaches `timeout_abs_ns` (0 = no timeout). Works with events masked.
+pub fn sched_poll(ports: &[u32], timeout_abs_ns: u64) -> Result<(), Errno> {
+    let arg = SchedPoll {
+        ports: ports.as_ptr(),
+        nr_ports: u32::try_from(ports.len()).map_err(|_| Errno::EINVAL)?,
+        timeout: timeout_abs_ns,
+    };
+    // SAFETY: `arg` and the `ports` slice it points to outlive the call.
+    check(unsafe {
+        hypercall(
+            nr::SCHED_OP,
+            schedop::POLL,
+            &arg as *const _ as u64,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+// ------------------------------------------------------------- xen_version
+
+mod xenver {
+    pub const VERSION: u64 = 0;
+    pub const EXTRAVERSION: u64 = 1;
+    pub const GET_FEATURES: u64 = 6;
+}
+
+/// `XENVER_version`: (major, minor).
+pub fn xen_version() -> Result<(u16, u16), Errno> {
+    // SAFETY: XENVER_version takes no buffer.
+    let v = check(unsafe { hypercall(nr::XEN_VERSION, xenver::VERSION, 0, 0, 0, 0) })?;
+    Ok(((v >> 16) as u16, v as u16))
+}
+
+/// `XENVER_extraversion`: e.g. `.5+72-g01140da4e8`, NUL padded.
+pub fn xen_extraversion() -> Result<[u8; 16], Errno> {
+    let mut buf = [0u8; 16];
+    // SAFETY: `buf` is the 16-byte xen_extraversion_t Xen writes into.
+    check(unsafe {
+        hypercall(
+            nr::XEN_VERSION,
+            xenver::EXTRAVERSION,
+            buf.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(buf)
+}
+
+#[repr(C)]
+struct FeatureInfo {
+    submap_idx: u32,
+    submap: u32,
+}
+
+/// `XENVER_get_features`: the 32-bit XENFEAT_* submap number `idx`.
+pub fn xen_get_features(idx: u32) -> Result<u32, Errno> {
+    let mut info = FeatureInfo {
+        submap_idx: idx,
+        submap: 0,
+    };
+    // SAFETY: `info` is a live xen_feature_info Xen fills in.
+    check(unsafe {
+        hypercall(
+            nr::XEN_VERSION,
+            xenver::GET_FEATURES,
+            &mut info as *mut _ as u64,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(info.submap)
+}
+
+// -------------------------------------------------------- event_channel_op
+
+/// An `EVTCHNOP_*` argument struct (event_channel.h), tied to its command.
+///
+/// # Safety
+/// `CMD` must be the command whose argument layout is `Self`.
+pub unsafe trait EvtchnOp {
+    const CMD: u64;
+}
+
+/// `EVTCHNOP_send`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnSend {
+    pub port: u32,
+}
+
+/// `EVTCHNOP_alloc_unbound`: offer a port to `remote_dom`; `port` is out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnAllocUnbound {
+    pub dom: u16,
+    pub remote_dom: u16,
+    pub port: u32,
+}
+
+/// `EVTCHNOP_bind_interdomain`: `local_port` is out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnBindInterdomain {
+    pub remote_dom: u16,
+    pub remote_port: u32,
+    pub local_port: u32,
+}
+
+/// `EVTCHNOP_bind_virq`: `port` is out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnBindVirq {
+    pub virq: u32,
+    pub vcpu: u32,
+    pub port: u32,
+}
+
+/// `EVTCHNOP_close`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnClose {
+    pub port: u32,
+}
+
+/// `EVTCHNOP_unmask`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EvtchnUnmask {
+    pub port: u32,
+}
+
+// SAFETY (all impls below): command numbers from event_channel.h, each paired
+// with its argument struct, laid out as in the C header.
+unsafe impl EvtchnOp for EvtchnBindInterdomain {
+    const CMD: u64 = 0;
+}
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnBindVirq {
+    const CMD: u64 = 1;
+}
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnClose {
+    const CMD: u64 = 3;
+}
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnSend {
+    const CMD: u64 = 4;
+}
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnAllocUnbound {
+    const CMD: u64 = 6;
+}
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnUnmask {
+    const CMD: u64 = 9;
+}
+
+/// `event_channel_op(T::CMD, op)`; out fields are written back into `op`.
+pub fn event_channel_op<T: EvtchnOp>(op: &mut T) -> Result<(), Errno> {
+    // SAFETY: `T: EvtchnOp` guarantees `op` has the layout Xen expects for
+    // `T::CMD`; the mutable borrow keeps it alive and exclusive.
+    check(unsafe { hypercall(nr::EVENT_CHANNEL_OP, T::CMD, op as *mut T as u64, 0, 0, 0) })
+        .map(drop)
+}
+
+/// `EVTCHNOP_send` on `port`.
+pub fn evtchn_send(port: u32) -> Result<(), Errno> {
+    event_channel_op(&mut EvtchnSend { port })
+}
+
+// ------------------------------------------------------------------ PV mm
+
+/// `UVMF_*` flags for [`update_va_mapping`].
+pub mod uvmf {
+    pub const NONE: u64 = 0;
+    pub const TLB_FLUSH: u64 = 1;
+    pub const INVLPG: u64 = 2;
+    pub const ALL: u64 = 4;
+}
+
+/// `update_va_mapping(va, pte, flags)`: set the L1 entry mapping `va`.
+///
+/// # Safety
+/// Changing a mapping can pull memory out from under live references: no
+/// Rust reference may point into the page at `va` across this call unless
+/// the new frame is meant to back it.
+pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), Errno> {
+    // SAFETY: scalar arguments only; the caller upholds the aliasing rule.
+    check(unsafe { hypercall(nr::UPDATE_VA_MAPPING, va, pte, flags, 0, 0) }).map(drop)
+}
+
+/// One `mmu_update` request: `ptr` = machine address | command, `val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
+
+/// `DOMID_SELF`.
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+/// `mmu_update(reqs, count, &done, DOMID_SELF)`; returns how many were done.
+///
+/// # Safety
+/// The requests rewrite page tables (or the M2P): the caller must not break
+/// mappings that live references rely on.
+pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<u32, Errno> {
+    let mut done: u32 = 0;
+    // SAFETY: `reqs` and `done` outlive the call; the caller upholds the
+    // mapping rules.
+    check(unsafe {
+        hypercall(
+            nr::MMU_UPDATE,
+            reqs.as_ptr() as u64,
+            reqs.len() as u64,
+            &mut done as *mut u32 as u64,
+            DOMID_SELF as u64,
+            0,
+        )
+    })?;
+    Ok(done)
+}
+
+// -------------------------------------------------------------- memory_op
+
+/// `XENMEM_add_to_physmap` argument (memory.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AddToPhysmap {
+    pub domid: u16,
+    pub size: u16,
+    pub space: u32,
+    pub idx: u64,
+    pub gpfn: u64,
+}
+
+/// `memory_op(XENMEM_add_to_physmap, arg)` (PVH: shared_info, grant frames).
+///
+/// # Safety
+/// Replaces whatever backs `arg.gpfn`; no live reference may rely on it.
+pub unsafe fn memory_op_add_to_physmap(arg: &AddToPhysmap) -> Result<(), Errno> {
+    const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+    // SAFETY: `arg` is a live xen_add_to_physmap; the caller upholds the
+    // aliasing rule for the target frame.
+    check(unsafe {
+        hypercall(
+            nr::MEMORY_OP,
+            XENMEM_ADD_TO_PHYSMAP,
+            arg as *const _ as u64,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    // Layouts are checked against the C headers' offsets (guest-abi.md).
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn host_has_no_xen() {
+        assert_eq!(xen_version(), Err(Errno::ENOSYS));
+        assert_eq!(evtchn_send(1), Err(Errno::ENOSYS));
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(offset_of!(SchedPoll, nr_ports), 8);
+        assert_eq!(offset_of!(SchedPoll, timeout), 16);
+        assert_eq!(size_of::<EvtchnAllocUnbound>(), 8);
+        assert_eq!(offset_of!(EvtchnBindInterdomain, local_port), 8);
+        assert_eq!(size_of::<MmuUpdate>(), 16);
+        assert_eq!(offset_of!(AddToPhysmap, idx), 8);
+        assert_eq!(offset_of!(AddToPhysmap, gpfn), 16);
+    }
+}

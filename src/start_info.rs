@@ -1,0 +1,103 @@
+//! PV `start_info` (xen/include/public/xen.h), x86_64 layout.
+//!
+//! The domain builder passes its virtual address in rsi at the PV entry.
+//! Pure data; `boot` copies it out of guest memory once, everything else
+//! works on the copy.
+
+/// `start_info.magic` starts with this for a PV guest of any Xen 3+.
+pub const MAGIC_PREFIX: &[u8] = b"xen-3.0";
+
+/// `MAX_GUEST_CMDLINE`.
+pub const CMDLINE_MAX: usize = 1024;
+
+/// `SIF_*` flags.
+pub mod sif {
+    pub const PRIVILEGED: u32 = 1;
+    pub const INITDOMAIN: u32 = 2;
+    pub const MULTIBOOT_MOD: u32 = 4;
+    pub const MOD_START_PFN: u32 = 8;
+    pub const VIRT_P2M_4TOOLS: u32 = 0x10;
+}
+
+/// `start_info_t` for x86_64 (1168 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StartInfo {
+    pub magic: [u8; 32],
+    pub nr_pages: u64,
+    /// Machine address of shared_info (not mapped by the builder).
+    pub shared_info: u64,
+    pub flags: u32,
+    pub store_mfn: u64,
+    pub store_evtchn: u32,
+    /// `console.domU.mfn` (dom0: info_off/info_size).
+    pub console_mfn: u64,
+    /// `console.domU.evtchn`.
+    pub console_evtchn: u32,
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    pub mfn_list: u64,
+    pub mod_start: u64,
+    pub mod_len: u64,
+    pub cmd_line: [u8; CMDLINE_MAX],
+    pub first_p2m_pfn: u64,
+    pub nr_p2m_frames: u64,
+}
+
+/// Bytes of `buf` up to (not including) the first NUL.
+pub fn c_str(buf: &[u8]) -> &[u8] {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    &buf[..end]
+}
+
+impl StartInfo {
+    /// The magic string without NUL padding.
+    pub fn magic(&self) -> &[u8] {
+        c_str(&self.magic)
+    }
+
+    /// Whether the magic says this is a Xen 3+ PV start_info.
+    pub fn magic_ok(&self) -> bool {
+        self.magic().starts_with(MAGIC_PREFIX)
+    }
+
+    /// The command line without NUL padding (at most 1023 bytes are used).
+    pub fn cmdline(&self) -> &[u8] {
+        c_str(&self.cmd_line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn layout_matches_xen_h() {
+        assert_eq!(offset_of!(StartInfo, nr_pages), 32);
+        assert_eq!(offset_of!(StartInfo, shared_info), 40);
+        assert_eq!(offset_of!(StartInfo, flags), 48);
+        assert_eq!(offset_of!(StartInfo, store_mfn), 56);
+        assert_eq!(offset_of!(StartInfo, store_evtchn), 64);
+        assert_eq!(offset_of!(StartInfo, console_mfn), 72);
+        assert_eq!(offset_of!(StartInfo, console_evtchn), 80);
+        assert_eq!(offset_of!(StartInfo, pt_base), 88);
+        assert_eq!(offset_of!(StartInfo, nr_pt_frames), 96);
+        assert_eq!(offset_of!(StartInfo, mfn_list), 104);
+        assert_eq!(offset_of!(StartInfo, mod_start), 112);
+        assert_eq!(offset_of!(StartInfo, mod_len), 120);
+        assert_eq!(offset_of!(StartInfo, cmd_line), 128);
+        assert_eq!(offset_of!(StartInfo, first_p2m_pfn), 1152);
+        assert_eq!(offset_of!(StartInfo, nr_p2m_frames), 1160);
+        assert_eq!(size_of::<StartInfo>(), 1168);
+    }
+
+    #[test]
+    fn strings() {
+        let mut magic = [0u8; 32];
+        magic[..14].copy_from_slice(b"xen-3.0-x86_64");
+        assert_eq!(c_str(&magic), b"xen-3.0-x86_64");
+        assert_eq!(c_str(b"abc"), b"abc");
+        assert_eq!(c_str(b"\0abc"), b"");
+    }
+}
