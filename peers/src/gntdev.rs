@@ -80,6 +80,7 @@ impl Gntdev {
         } else {
             libc::PROT_READ
         };
+        let mut tries = 0;
         let addr = loop {
             // SAFETY: a fresh shared mapping of the gntdev offset; no existing
             // memory is replaced (addr hint NULL).
@@ -97,8 +98,10 @@ impl Gntdev {
                 break p.cast::<u8>();
             }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EAGAIN) {
-                // Paged-out grant: libxengnttab retries the same way.
+            tries += 1;
+            if err.raw_os_error() == Some(libc::EAGAIN) && tries < 1000 {
+                // Paged-out grant: libxengnttab retries the same way
+                // (unbounded there; we give up after about a second).
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 continue;
             }

@@ -11,6 +11,7 @@ pub mod evtchn;
 pub mod gntalloc;
 pub mod gntdev;
 pub mod pattern;
+pub mod peer;
 pub mod ring;
 pub mod shmem;
 pub mod sys;

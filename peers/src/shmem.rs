@@ -1,13 +1,14 @@
 //! A view of memory shared with another domain.
 //!
 //! The other side may change any byte at any time, so nothing here hands out
-//! a `&T` into the page: every access is a volatile load or store of a plain
-//! integer, and callers copy data out before they look at it. Offsets are
+//! a `&T` into the page: indices are loaded and stored as atomics (a plain
+//! `mov` on x86), bulk data is copied with volatile byte accesses, and
+//! callers copy data out before they look at it. Offsets are
 //! our own constants, so a bad offset is a bug in this crate and panics.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
 
 /// A borrowed window onto shared memory (a grant mapping or a gntalloc page).
 #[derive(Clone, Copy)]
@@ -51,18 +52,22 @@ impl<'a> SharedMem<'a> {
         unsafe { self.ptr.as_ptr().add(off) }
     }
 
-    /// Volatile aligned 32-bit load (a single `mov` on x86, so never torn).
-    pub fn load_u32(&self, off: usize) -> u32 {
+    fn word(&self, off: usize) -> &AtomicU32 {
         assert!(off.is_multiple_of(4));
-        // SAFETY: in bounds and aligned (checked); the page is mapped for 'a.
-        unsafe { self.at(off, 4).cast::<u32>().read_volatile() }
+        // SAFETY: in bounds and aligned (checked); the page is mapped for 'a
+        // and only ever accessed atomically or volatilely, so an atomic view
+        // of a shared word is sound even while the peer writes it.
+        unsafe { AtomicU32::from_ptr(self.at(off, 4).cast::<u32>()) }
     }
 
-    /// Volatile aligned 32-bit store.
+    /// Aligned 32-bit load (relaxed atomic: one `mov` on x86, never torn).
+    pub fn load_u32(&self, off: usize) -> u32 {
+        self.word(off).load(Ordering::Relaxed)
+    }
+
+    /// Aligned 32-bit store (relaxed atomic).
     pub fn store_u32(&self, off: usize, v: u32) {
-        assert!(off.is_multiple_of(4));
-        // SAFETY: in bounds and aligned (checked); the page is mapped for 'a.
-        unsafe { self.at(off, 4).cast::<u32>().write_volatile(v) }
+        self.word(off).store(v, Ordering::Relaxed)
     }
 
     /// Index load with acquire semantics (load, then `rmb`).
@@ -78,14 +83,17 @@ impl<'a> SharedMem<'a> {
         self.store_u32(off, v);
     }
 
+    fn byte(&self, off: usize) -> &AtomicU8 {
+        // SAFETY: in bounds (checked); see `word`.
+        unsafe { AtomicU8::from_ptr(self.at(off, 1)) }
+    }
+
     pub fn load_u8(&self, off: usize) -> u8 {
-        // SAFETY: in bounds (checked); the page is mapped for 'a.
-        unsafe { self.at(off, 1).read_volatile() }
+        self.byte(off).load(Ordering::Relaxed)
     }
 
     pub fn store_u8(&self, off: usize, v: u8) {
-        // SAFETY: in bounds (checked); the page is mapped for 'a.
-        unsafe { self.at(off, 1).write_volatile(v) }
+        self.byte(off).store(v, Ordering::Relaxed)
     }
 
     /// Copy `buf.len()` bytes out of the shared memory, byte by byte volatile.
@@ -113,6 +121,14 @@ impl<'a> SharedMem<'a> {
         v
     }
 }
+
+// SAFETY: a SharedMem is a window onto memory that is shared with another
+// domain anyway; every access through it is atomic or volatile, and entry
+// bytes are handed over with release/acquire fences on the indices. Sending
+// the view to another thread adds nothing the other domain could not do.
+unsafe impl Send for SharedMem<'_> {}
+// SAFETY: as above; all methods take `&self` and do only such accesses.
+unsafe impl Sync for SharedMem<'_> {}
 
 /// Full barrier (`mb()`: `mfence` on x86), needed between publishing our
 /// index and re-reading the other side's event index.

@@ -8,30 +8,20 @@
 
 use std::time::Instant;
 use xen_peers::args::{parse_domid, Args};
-use xen_peers::demo::{answer, Msg};
+use xen_peers::demo::Msg;
+use xen_peers::peer::{serve_back, BackCfg, BackEnd, BackStats, Fault, PortChannel};
 use xen_peers::ring::BackRing;
 use xen_peers::{die, ms, per_sec, xs, Evtchn, Gntdev};
 
 const TAG: &str = "ring-back";
 
-#[derive(Debug, PartialEq)]
-enum Fault {
-    None,
-    /// Publish an out-of-range rsp_prod when answering request `at`.
-    BadIndex {
-        at: u64,
-    },
-    /// Answer request `at` with an id the guest never used.
-    BadId {
-        at: u64,
-    },
-}
-
 #[derive(Debug)]
 struct Opts {
     domid: u16,
-    ring_ref: u32,
-    port: u32,
+    /// From --ring-ref, else read from XenStore.
+    ring_ref: Option<u32>,
+    /// From --event-channel, else read from XenStore.
+    port: Option<u32>,
     count: Option<u64>,
     idle_ms: u64,
     die_after: Option<u64>,
@@ -77,12 +67,15 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<(Opts, Option<(String
         (false, true) => Fault::BadId { at },
         (false, false) => Fault::None,
     };
-    let to_u32 = |v: u64, what: &str| u32::try_from(v).map_err(|_| format!("{what} too big: {v}"));
+    let to_u32 = |v: Option<u64>, what: &str| {
+        v.map(|v| u32::try_from(v).map_err(|_| format!("{what} too big: {v}")))
+            .transpose()
+    };
     Ok((
         Opts {
             domid,
-            ring_ref: to_u32(rr.unwrap_or(0), "ring-ref")?,
-            port: to_u32(ec.unwrap_or(0), "event-channel")?,
+            ring_ref: to_u32(rr, "ring-ref")?,
+            port: to_u32(ec, "event-channel")?,
             count: a.num("count")?,
             idle_ms: a.num_or("idle-ms", 10_000)?,
             die_after: a.num("die-after")?,
@@ -93,64 +86,44 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<(Opts, Option<(String
     ))
 }
 
-struct Stats {
-    answered: u64,
-    notifies: u64,
-    events: u64,
-    start: Instant,
-}
-
-impl Stats {
-    fn summary(&self) {
-        let el = self.start.elapsed();
-        println!(
-            "{TAG}: answered {} requests, sent {} notifications, received {} events in {} ms ({} req/s)",
-            self.answered,
-            self.notifies,
-            self.events,
-            el.as_millis(),
-            per_sec(self.answered, el)
-        );
-    }
-}
-
-/// `--die-after`: exit abruptly, without unmapping or unbinding: the kernel
-/// tears down the mapping (firing the unmap notify) and the port.
-fn die_now(st: &Stats) -> ! {
-    println!("{TAG}: dying after {} requests", st.answered);
-    st.summary();
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    // SAFETY: _exit only ends the process.
-    unsafe { libc::_exit(3) }
+fn summary(st: &BackStats, start: Instant) {
+    let el = start.elapsed();
+    println!(
+        "{TAG}: answered {} requests, sent {} notifications, received {} events in {} ms ({} req/s)",
+        st.answered,
+        st.notifies,
+        st.events,
+        el.as_millis(),
+        per_sec(st.answered, el)
+    );
 }
 
 fn main() {
-    let (mut o, lookup) = parse(std::env::args().skip(1)).unwrap_or_else(|e| {
+    let (o, lookup) = parse(std::env::args().skip(1)).unwrap_or_else(|e| {
         eprintln!("{USAGE}");
         die(TAG, e)
     });
-    if let Some((dir, wait)) = lookup {
-        let dir = dir.trim_end_matches('/');
-        let get = |key: &str| {
-            let path = format!("{dir}/{key}");
-            xs::wait_read_num(&path, ms(wait))
-                .unwrap_or_else(|e| die(TAG, format!("read {path}: {e}")))
-        };
-        let rr = get("ring-ref");
-        let ec = get("event-channel");
-        o.ring_ref = u32::try_from(rr).unwrap_or_else(|_| die(TAG, "ring-ref out of range"));
-        o.port = u32::try_from(ec).unwrap_or_else(|_| die(TAG, "event-channel out of range"));
-    }
+    let get = |given: Option<u32>, key: &str| -> u32 {
+        if let Some(v) = given {
+            return v;
+        }
+        let (dir, wait) = lookup.as_ref().expect("parse() demands a dir");
+        let path = format!("{}/{key}", dir.trim_end_matches('/'));
+        let v = xs::wait_read_num(&path, ms(*wait))
+            .unwrap_or_else(|e| die(TAG, format!("read {path}: {e}")));
+        u32::try_from(v).unwrap_or_else(|_| die(TAG, format!("{path} out of range: {v}")))
+    };
+    let ring_ref = get(o.ring_ref, "ring-ref");
+    let port = get(o.port, "event-channel");
 
     let gnt = Gntdev::open().unwrap_or_else(|e| die(TAG, format!("open gntdev: {e}")));
     let ev = Evtchn::open().unwrap_or_else(|e| die(TAG, format!("open evtchn: {e}")));
     let map = gnt
-        .map(o.domid, &[o.ring_ref], true)
-        .unwrap_or_else(|e| die(TAG, format!("map ring-ref {}: {e}", o.ring_ref)));
+        .map(o.domid, &[ring_ref], true)
+        .unwrap_or_else(|e| die(TAG, format!("map ring-ref {}: {e}", ring_ref)));
     let local = ev
-        .bind_interdomain(o.domid, o.port)
-        .unwrap_or_else(|e| die(TAG, format!("bind dom {} port {}: {e}", o.domid, o.port)));
+        .bind_interdomain(o.domid, port)
+        .unwrap_or_else(|e| die(TAG, format!("bind dom {} port {}: {e}", o.domid, port)));
     // If this process dies, the kernel unmaps the ring and signals the guest.
     map.set_unmap_notify(None, Some(local))
         .unwrap_or_else(|e| die(TAG, e));
@@ -158,94 +131,54 @@ fn main() {
     println!(
         "{TAG}: connected dom {} ring-ref {} port {} local-port {local} slots {}",
         o.domid,
-        o.ring_ref,
-        o.port,
+        ring_ref,
+        port,
         ring.size()
     );
 
-    let mut st = Stats {
-        answered: 0,
-        notifies: 0,
-        events: 0,
-        start: Instant::now(),
+    let cfg = BackCfg {
+        count: o.count,
+        idle: ms(o.idle_ms),
+        die_after: o.die_after,
+        fault: o.fault,
     };
-    if o.die_after == Some(0) {
-        die_now(&st);
-    }
-    let notify = |st: &mut Stats| {
-        ev.notify(local).unwrap_or_else(|e| die(TAG, e));
-        st.notifies += 1;
+    let mut ch = PortChannel {
+        ev: &ev,
+        port: local,
     };
-
-    loop {
-        let reqs = match ring.take_requests() {
-            Ok(r) => r,
-            Err(e) => {
-                println!("{TAG}: protocol error: {e}");
-                st.summary();
-                std::process::exit(1);
-            }
-        };
-        for req in &reqs {
-            let n = st.answered; // index of this request
-            match o.fault {
-                Fault::BadIndex { at } if at == n => {
-                    if ring.push_responses() {
-                        notify(&mut st);
-                    }
-                    let bad = ring.req_cons().wrapping_add(ring.size()).wrapping_add(1);
-                    ring.publish_raw_rsp_prod(bad);
-                    notify(&mut st);
-                    println!(
-                        "{TAG}: published bad rsp_prod {bad} (valid at most {})",
-                        ring.req_cons()
-                    );
-                    std::thread::sleep(ms(o.hold_ms));
-                    st.summary();
-                    return;
-                }
-                Fault::BadId { at } if at == n => {
-                    let mut r = answer(req);
-                    r.id = !req.id;
-                    ring.respond(&r);
-                    println!(
-                        "{TAG}: sent bad id {:#x} for request id {:#x}",
-                        r.id, req.id
-                    );
-                }
-                _ => ring.respond(&answer(req)),
-            }
-            st.answered += 1;
-            if o.die_after == Some(st.answered) {
-                if ring.push_responses() {
-                    notify(&mut st);
-                }
-                die_now(&st);
-            }
+    let start = Instant::now();
+    let (end, st) = serve_back(&mut ring, &mut ch, &cfg, &mut |l| println!("{TAG}: {l}"))
+        .unwrap_or_else(|e| die(TAG, e));
+    let code = match end {
+        BackEnd::Count => 0,
+        BackEnd::Idle => {
+            println!("{TAG}: idle for {} ms", o.idle_ms);
+            i32::from(o.count.is_some())
         }
-        if !reqs.is_empty() && ring.push_responses() {
-            notify(&mut st);
+        BackEnd::Protocol(e) => {
+            println!("{TAG}: protocol error: {e}");
+            1
         }
-        if o.count.is_some_and(|c| st.answered >= c) {
-            break;
+        BackEnd::BadIndexPublished { value, req_cons } => {
+            println!("{TAG}: published bad rsp_prod {value} (valid at most {req_cons})");
+            std::thread::sleep(ms(o.hold_ms));
+            0
         }
-        if !reqs.is_empty() || ring.final_check_requests() {
-            continue;
+        BackEnd::Die => {
+            // Abrupt exit: no unmap/unbind by us; the kernel tears down the
+            // mapping (firing the unmap notify) and the port.
+            println!("{TAG}: dying after {} requests", st.answered);
+            summary(&st, start);
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(3) }
         }
-        match ev.wait(ms(o.idle_ms)) {
-            Ok(Some(_)) => st.events += 1,
-            Ok(None) => {
-                println!("{TAG}: idle for {} ms", o.idle_ms);
-                break;
-            }
-            Err(e) => die(TAG, format!("wait: {e}")),
-        }
-    }
-    st.summary();
+    };
+    summary(&st, start);
     let _ = map.unmap();
     let _ = ev.unbind(local);
-    let short = o.count.is_some_and(|c| st.answered < c);
-    std::process::exit(if short { 1 } else { 0 });
+    std::process::exit(code);
 }
 
 #[cfg(test)]
@@ -262,7 +195,7 @@ mod tests {
         assert_eq!(o.domid, 5);
         assert_eq!(l, Some(("/local/domain/5/data/ring".into(), 30_000)));
         let (o, l) = p(&["5", "--ring-ref", "9", "--event-channel", "0x11"]).unwrap();
-        assert_eq!((o.ring_ref, o.port, l), (9, 17, None));
+        assert_eq!((o.ring_ref, o.port, l), (Some(9), Some(17), None));
         assert!(p(&["5"]).is_err());
         assert!(p(&["5", "--ring-ref", "9"]).is_err());
     }

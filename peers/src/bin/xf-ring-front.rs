@@ -10,6 +10,7 @@
 use std::time::Instant;
 use xen_peers::args::{parse_domid, parse_num, Args};
 use xen_peers::demo::{Msg, Tracker};
+use xen_peers::peer::{run_front, FrontCfg, FrontError, PortChannel};
 use xen_peers::ring::{FrontRing, PVT};
 use xen_peers::{die, ms, per_sec, xs, Evtchn, Gntalloc};
 
@@ -96,59 +97,28 @@ fn main() {
     }
 
     let mut t = Tracker::new(o.count);
-    let (mut notifies, mut events, mut kicks) = (0u64, 0u64, 0u64);
+    let cfg = FrontCfg {
+        timeout: ms(o.timeout_ms),
+        kick: ms(o.kick_ms),
+    };
+    let mut ch = PortChannel { ev: &ev, port };
     let start = Instant::now();
-    let mut last_progress = Instant::now();
-    while !t.done() {
-        let mut produced = 0;
-        while let Some(req) = t.next_request() {
-            if !ring.produce(&req) {
-                t.unsend();
-                break;
-            }
-            produced += 1;
-        }
-        if produced > 0 && ring.push_requests() {
-            ev.notify(port).unwrap_or_else(|e| die(TAG, e));
-            notifies += 1;
-        }
-        let rsps = ring.take_responses().unwrap_or_else(|e| fail(&t, e));
-        for r in &rsps {
-            if let Err(e) = t.check(r) {
-                fail(&t, format!("bad response: {e}"));
-            }
-        }
-        if !rsps.is_empty() {
-            last_progress = Instant::now();
-        }
-        if t.done() {
-            break;
-        }
-        if produced > 0 || !rsps.is_empty() || ring.final_check_responses() {
-            continue;
-        }
-        match ev.wait(ms(o.kick_ms)) {
-            Ok(Some(_)) => events += 1,
-            Ok(None) => {
-                if last_progress.elapsed() >= ms(o.timeout_ms) {
-                    fail(&t, format!("no response for {} ms", o.timeout_ms));
-                }
-                // Our earlier notify may have gone out before the guest
-                // bound the port: repeat it (harmless if it was seen).
-                ev.notify(port).unwrap_or_else(|e| die(TAG, e));
-                kicks += 1;
-            }
-            Err(e) => die(TAG, format!("wait: {e}")),
-        }
-    }
+    let st = match run_front(&mut ring, &mut ch, &mut t, &cfg) {
+        Ok(st) => st,
+        Err(FrontError::Io(e)) => die(TAG, e),
+        Err(e) => fail(&t, e),
+    };
     let el = start.elapsed();
     println!("{TAG}: {}/{} ok", t.answered(), t.total());
     println!(
-        "{TAG}: {} requests in {} ms ({} req/s), {notifies} notifications sent, \
-         {events} events received, {kicks} kicks",
+        "{TAG}: {} requests in {} ms ({} req/s), {} notifications sent, {} events received, \
+         {} kicks",
         t.total(),
         el.as_millis(),
-        per_sec(t.total().into(), el)
+        per_sec(t.total().into(), el),
+        st.notifies,
+        st.events,
+        st.kicks
     );
     drop(page);
 }
