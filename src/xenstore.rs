@@ -1,1 +1,1006 @@
-//! TODO
+//! XenStore client, pure logic: wire codec, the shared byte ring, and a
+//! synchronous client with transactions and watches.
+//!
+//! Sources: `xen/include/public/io/xs_wire.h`, `docs/misc/xenstore.txt`.
+//!
+//! * **Codec** — every message is a 16-byte header `xsd_sockmsg { type,
+//!   req_id, tx_id, len }` (u32 little-endian) followed by `len ≤
+//!   XENSTORE_PAYLOAD_MAX` (4096) payload bytes. [`Decoder`] accepts bytes in
+//!   arbitrary pieces (messages straddle the ring wrap and arrive split),
+//!   never buffers more than one message, and turns oversized lengths,
+//!   unknown types and malformed payloads into typed [`Error`]s.
+//! * **Ring** — [`XsRing`] over `xenstore_domain_interface`: two 1024-byte
+//!   byte rings with free-running u32 indices; the peer's index is validated
+//!   (`prod − cons ≤ 1024`) before any byte is copied.
+//! * **Client** — [`XenStore`] sends one request at a time, matches the reply
+//!   by `req_id`, queues `WATCH_EVENT`s that arrive interleaved with replies,
+//!   and maps `ERROR` replies to [`XsError`]. All loops are bounded by the
+//!   transport's [`XsTransport::wait`] (which the kernel may time out).
+
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::shared::{mb, rmb, wmb, SharedMem};
+
+/// `XENSTORE_PAYLOAD_MAX`: largest payload of any message.
+pub const XENSTORE_PAYLOAD_MAX: usize = 4096;
+/// Size of `struct xsd_sockmsg`.
+pub const HEADER_SIZE: usize = 16;
+/// `XENSTORE_RING_SIZE`: size of each byte ring in the interface page.
+pub const XENSTORE_RING_SIZE: usize = 1024;
+/// `XENSTORE_ABS_PATH_MAX`.
+pub const ABS_PATH_MAX: usize = 3072;
+/// `XENSTORE_REL_PATH_MAX`.
+pub const REL_PATH_MAX: usize = 2048;
+/// Transaction commits retried on `EAGAIN` before giving up.
+pub const MAX_TRANSACTION_RETRIES: usize = 16;
+/// Watch events kept before the oldest are dropped (counted).
+pub const MAX_QUEUED_WATCH_EVENTS: usize = 1024;
+/// Unclaimed replies tolerated before the stream is declared broken.
+const MAX_QUEUED_REPLIES: usize = 8;
+
+/// `enum xsd_sockmsg_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MsgType {
+    Control = 0,
+    Directory = 1,
+    Read = 2,
+    GetPerms = 3,
+    Watch = 4,
+    Unwatch = 5,
+    TransactionStart = 6,
+    TransactionEnd = 7,
+    Introduce = 8,
+    Release = 9,
+    GetDomainPath = 10,
+    Write = 11,
+    Mkdir = 12,
+    Rm = 13,
+    SetPerms = 14,
+    WatchEvent = 15,
+    Error = 16,
+    IsDomainIntroduced = 17,
+    Resume = 18,
+    SetTarget = 19,
+    ResetWatches = 21,
+    DirectoryPart = 22,
+}
+
+impl MsgType {
+    /// Decodes a wire type; `None` for unknown values (20 was removed).
+    pub fn from_u32(v: u32) -> Option<MsgType> {
+        use MsgType::*;
+        Some(match v {
+            0 => Control,
+            1 => Directory,
+            2 => Read,
+            3 => GetPerms,
+            4 => Watch,
+            5 => Unwatch,
+            6 => TransactionStart,
+            7 => TransactionEnd,
+            8 => Introduce,
+            9 => Release,
+            10 => GetDomainPath,
+            11 => Write,
+            12 => Mkdir,
+            13 => Rm,
+            14 => SetPerms,
+            15 => WatchEvent,
+            16 => Error,
+            17 => IsDomainIntroduced,
+            18 => Resume,
+            19 => SetTarget,
+            21 => ResetWatches,
+            22 => DirectoryPart,
+            _ => return None,
+        })
+    }
+}
+
+/// Errors xenstored reports in an `ERROR` reply (payload = errno name + NUL,
+/// `xsd_errors[]` in xs_wire.h).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XsError {
+    ENOENT,
+    EACCES,
+    EINVAL,
+    EEXIST,
+    EISDIR,
+    ENOMEM,
+    ENOSPC,
+    EIO,
+    ENOTEMPTY,
+    ENOSYS,
+    EROFS,
+    EBUSY,
+    EAGAIN,
+    EISCONN,
+    E2BIG,
+    EPERM,
+    /// Any other (printable) name; non-UTF-8 bytes are replaced.
+    Unknown(String),
+}
+
+impl XsError {
+    /// Parses an `ERROR` payload such as `b"ENOENT\0"`.
+    pub fn from_payload(p: &[u8]) -> XsError {
+        let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+        let name = &p[..end];
+        use XsError::*;
+        match name {
+            b"ENOENT" => ENOENT,
+            b"EACCES" => EACCES,
+            b"EINVAL" => EINVAL,
+            b"EEXIST" => EEXIST,
+            b"EISDIR" => EISDIR,
+            b"ENOMEM" => ENOMEM,
+            b"ENOSPC" => ENOSPC,
+            b"EIO" => EIO,
+            b"ENOTEMPTY" => ENOTEMPTY,
+            b"ENOSYS" => ENOSYS,
+            b"EROFS" => EROFS,
+            b"EBUSY" => EBUSY,
+            b"EAGAIN" => EAGAIN,
+            b"EISCONN" => EISCONN,
+            b"E2BIG" => E2BIG,
+            b"EPERM" => EPERM,
+            other => Unknown(String::from_utf8_lossy(&other[..other.len().min(64)]).into_owned()),
+        }
+    }
+
+    /// The errno name, as on the wire.
+    pub fn name(&self) -> &str {
+        use XsError::*;
+        match self {
+            ENOENT => "ENOENT",
+            EACCES => "EACCES",
+            EINVAL => "EINVAL",
+            EEXIST => "EEXIST",
+            EISDIR => "EISDIR",
+            ENOMEM => "ENOMEM",
+            ENOSPC => "ENOSPC",
+            EIO => "EIO",
+            ENOTEMPTY => "ENOTEMPTY",
+            ENOSYS => "ENOSYS",
+            EROFS => "EROFS",
+            EBUSY => "EBUSY",
+            EAGAIN => "EAGAIN",
+            EISCONN => "EISCONN",
+            E2BIG => "E2BIG",
+            EPERM => "EPERM",
+            Unknown(s) => s,
+        }
+    }
+}
+
+/// Everything that can go wrong talking to xenstored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// xenstored answered with an `ERROR` reply.
+    Xs(XsError),
+    /// A header announced more than `XENSTORE_PAYLOAD_MAX` bytes.
+    Oversized { len: u32 },
+    /// A header carried an unknown message type.
+    BadType(u32),
+    /// One-shot decode: fewer bytes than the header/length require.
+    Truncated { need: usize, have: usize },
+    /// A reply payload did not have the shape its type requires.
+    BadPayload(&'static str),
+    /// A reply of the wrong type for the request.
+    UnexpectedReply { expected: MsgType, got: MsgType },
+    /// A reply whose `req_id` matches no outstanding request.
+    UnknownReqId(u32),
+    /// The request payload would exceed `XENSTORE_PAYLOAD_MAX`.
+    RequestTooLarge { len: usize },
+    /// Empty path, embedded NUL, or longer than the path limits.
+    BadPath,
+    /// The peer's ring index is impossible (`prod − cons > 1024`).
+    BadRingIndex { prod: u32, cons: u32 },
+    /// The interface page is too small.
+    BadRingPage,
+    /// The decoder previously failed; the stream is out of sync.
+    Desynced,
+    /// The transport gave up waiting.
+    Timeout,
+    /// `transaction()` saw `EAGAIN` `MAX_TRANSACTION_RETRIES` times.
+    TooManyRetries,
+}
+
+impl From<XsError> for Error {
+    fn from(e: XsError) -> Self {
+        Error::Xs(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Xs(e) => write!(f, "xenstored: {}", e.name()),
+            other => write!(f, "xenstore: {other:?}"),
+        }
+    }
+}
+
+/// `struct xsd_sockmsg`, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub ty: u32,
+    pub req_id: u32,
+    pub tx_id: u32,
+    pub len: u32,
+}
+
+impl Header {
+    /// Little-endian wire form.
+    pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[0..4].copy_from_slice(&self.ty.to_le_bytes());
+        b[4..8].copy_from_slice(&self.req_id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.tx_id.to_le_bytes());
+        b[12..16].copy_from_slice(&self.len.to_le_bytes());
+        b
+    }
+
+    /// Parses the wire form (no validation).
+    pub fn from_bytes(b: &[u8; HEADER_SIZE]) -> Header {
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Header {
+            ty: u(0),
+            req_id: u(4),
+            tx_id: u(8),
+            len: u(12),
+        }
+    }
+}
+
+/// A complete, validated message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub ty: MsgType,
+    pub req_id: u32,
+    pub tx_id: u32,
+    pub payload: Vec<u8>,
+}
+
+/// A transaction id (`0` = no transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxId(pub u32);
+
+impl TxId {
+    /// Outside any transaction.
+    pub const NONE: TxId = TxId(0);
+}
+
+/// Permission kind: `n` none, `r` read, `w` write, `b` both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermKind {
+    None,
+    Read,
+    Write,
+    Both,
+}
+
+/// One permission entry, e.g. `r5`. In a list the first entry names the
+/// owner and the default for all other domains; the rest are per-domain ACLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perm {
+    pub kind: PermKind,
+    pub domid: u16,
+}
+
+impl Perm {
+    /// Parses `n|r|w|b` followed by a decimal domid.
+    pub fn parse(s: &[u8]) -> Result<Perm, Error> {
+        let (&k, digits) = s.split_first().ok_or(Error::BadPayload("empty perm"))?;
+        let kind = match k {
+            b'n' => PermKind::None,
+            b'r' => PermKind::Read,
+            b'w' => PermKind::Write,
+            b'b' => PermKind::Both,
+            _ => return Err(Error::BadPayload("perm kind")),
+        };
+        let domid = parse_decimal(digits).ok_or(Error::BadPayload("perm domid"))?;
+        let domid = u16::try_from(domid).map_err(|_| Error::BadPayload("perm domid"))?;
+        Ok(Perm { kind, domid })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(match self.kind {
+            PermKind::None => b'n',
+            PermKind::Read => b'r',
+            PermKind::Write => b'w',
+            PermKind::Both => b'b',
+        });
+        out.extend_from_slice(self.domid.to_string().as_bytes());
+    }
+}
+
+/// A fired watch: the path that changed and the token given to `watch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub path: String,
+    pub token: String,
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+    }
+    Some(v)
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+fn check_path(p: &str) -> Result<(), Error> {
+    let max = if p.starts_with('/') {
+        ABS_PATH_MAX
+    } else {
+        REL_PATH_MAX
+    };
+    if p.is_empty() || p.len() > max || p.bytes().any(|b| b == 0) {
+        return Err(Error::BadPath);
+    }
+    Ok(())
+}
+
+fn check_token(t: &str) -> Result<(), Error> {
+    if t.is_empty() || t.bytes().any(|b| b == 0) {
+        return Err(Error::BadPath);
+    }
+    Ok(())
+}
+
+/// A request, before encoding. Paths not starting with `/` are relative to
+/// the caller's `/local/domain/<domid>` (resolved by xenstored).
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    Read(&'a str),
+    Write(&'a str, &'a [u8]),
+    Directory(&'a str),
+    Mkdir(&'a str),
+    Rm(&'a str),
+    GetPerms(&'a str),
+    SetPerms(&'a str, &'a [Perm]),
+    Watch(&'a str, &'a str),
+    Unwatch(&'a str, &'a str),
+    TransactionStart,
+    /// `true` = commit (`T`), `false` = abort (`F`).
+    TransactionEnd(bool),
+    GetDomainPath(u16),
+}
+
+impl Request<'_> {
+    /// The wire type (also the type of the success reply).
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Request::Read(_) => MsgType::Read,
+            Request::Write(..) => MsgType::Write,
+            Request::Directory(_) => MsgType::Directory,
+            Request::Mkdir(_) => MsgType::Mkdir,
+            Request::Rm(_) => MsgType::Rm,
+            Request::GetPerms(_) => MsgType::GetPerms,
+            Request::SetPerms(..) => MsgType::SetPerms,
+            Request::Watch(..) => MsgType::Watch,
+            Request::Unwatch(..) => MsgType::Unwatch,
+            Request::TransactionStart => MsgType::TransactionStart,
+            Request::TransactionEnd(_) => MsgType::TransactionEnd,
+            Request::GetDomainPath(_) => MsgType::GetDomainPath,
+        }
+    }
+
+    /// The payload, validated (paths, tokens, `XENSTORE_PAYLOAD_MAX`).
+    pub fn payload(&self) -> Result<Vec<u8>, Error> {
+        let mut p = Vec::new();
+        let path0 = |p: &mut Vec<u8>, s: &str| -> Result<(), Error> {
+            check_path(s)?;
+            p.extend_from_slice(s.as_bytes());
+            p.push(0);
+            Ok(())
+        };
+        match *self {
+            Request::Read(s)
+            | Request::Directory(s)
+            | Request::Mkdir(s)
+            | Request::Rm(s)
+            | Request::GetPerms(s) => path0(&mut p, s)?,
+            Request::Write(s, v) => {
+                path0(&mut p, s)?;
+                p.extend_from_slice(v); // value: not NUL-terminated
+            }
+            Request::SetPerms(s, perms) => {
+                path0(&mut p, s)?;
+                if perms.is_empty() {
+                    return Err(Error::BadPayload("set_perms needs an owner entry"));
+                }
+                for perm in perms {
+                    perm.encode(&mut p);
+                    p.push(0);
+                }
+            }
+            Request::Watch(s, t) | Request::Unwatch(s, t) => {
+                path0(&mut p, s)?;
+                check_token(t)?;
+                p.extend_from_slice(t.as_bytes());
+                p.push(0);
+            }
+            Request::TransactionStart => p.push(0),
+            Request::TransactionEnd(commit) => {
+                p.extend_from_slice(if commit { b"T\0" } else { b"F\0" })
+            }
+            Request::GetDomainPath(d) => {
+                p.extend_from_slice(d.to_string().as_bytes());
+                p.push(0);
+            }
+        }
+        if p.len() > XENSTORE_PAYLOAD_MAX {
+            return Err(Error::RequestTooLarge { len: p.len() });
+        }
+        Ok(p)
+    }
+
+    /// Header + payload, ready for the ring.
+    pub fn encode(&self, req_id: u32, tx: TxId) -> Result<Vec<u8>, Error> {
+        encode_message(self.msg_type(), req_id, tx.0, &self.payload()?)
+    }
+}
+
+/// Encodes any message (also used by test peers for replies).
+pub fn encode_message(
+    ty: MsgType,
+    req_id: u32,
+    tx_id: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, Error> {
+    if payload.len() > XENSTORE_PAYLOAD_MAX {
+        return Err(Error::RequestTooLarge { len: payload.len() });
+    }
+    let h = Header {
+        ty: ty as u32,
+        req_id,
+        tx_id,
+        len: payload.len() as u32,
+    };
+    let mut out = Vec::with_capacity(HEADER_SIZE + payload.len());
+    out.extend_from_slice(&h.to_bytes());
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+/// Streaming decoder: feed bytes in any split, get whole messages out.
+/// Holds at most one message (≤ 16 + 4096 bytes). After a framing error it
+/// stays failed ([`Error::Desynced`]) until [`reset`](Decoder::reset): the
+/// byte stream can no longer be trusted to be aligned on headers.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    hdr: [u8; HEADER_SIZE],
+    hdr_len: usize,
+    header: Option<(MsgType, Header)>,
+    payload: Vec<u8>,
+    failed: bool,
+}
+
+impl Decoder {
+    /// A fresh decoder.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Forgets any partial message and a previous failure.
+    pub fn reset(&mut self) {
+        *self = Decoder::default();
+    }
+
+    /// Whether a message is partially received.
+    pub fn is_mid_message(&self) -> bool {
+        self.hdr_len > 0
+    }
+
+    /// Consumes bytes from `input` up to the end of at most one message.
+    /// Returns how many bytes were used and the message if it completed.
+    pub fn push(&mut self, input: &[u8]) -> Result<(usize, Option<Message>), Error> {
+        if self.failed {
+            return Err(Error::Desynced);
+        }
+        let mut used = 0;
+        if self.header.is_none() {
+            let n = (HEADER_SIZE - self.hdr_len).min(input.len());
+            self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&input[..n]);
+            self.hdr_len += n;
+            used += n;
+            if self.hdr_len < HEADER_SIZE {
+                return Ok((used, None));
+            }
+            let h = Header::from_bytes(&self.hdr);
+            let ty = match MsgType::from_u32(h.ty) {
+                Some(t) => t,
+                None => {
+                    self.failed = true;
+                    return Err(Error::BadType(h.ty));
+                }
+            };
+            if h.len as usize > XENSTORE_PAYLOAD_MAX {
+                self.failed = true;
+                return Err(Error::Oversized { len: h.len });
+            }
+            self.payload = Vec::with_capacity(h.len as usize);
+            self.header = Some((ty, h));
+        }
+        let (ty, h) = self.header.expect("header set above");
+        let want = h.len as usize - self.payload.len();
+        let n = want.min(input.len() - used);
+        self.payload.extend_from_slice(&input[used..used + n]);
+        used += n;
+        if self.payload.len() < h.len as usize {
+            return Ok((used, None));
+        }
+        let msg = Message {
+            ty,
+            req_id: h.req_id,
+            tx_id: h.tx_id,
+            payload: core::mem::take(&mut self.payload),
+        };
+        self.header = None;
+        self.hdr_len = 0;
+        Ok((used, Some(msg)))
+    }
+}
+
+/// One-shot decode of a message at the start of `bytes`: the message and
+/// the number of bytes it occupied.
+pub fn decode_message(bytes: &[u8]) -> Result<(Message, usize), Error> {
+    let mut d = Decoder::new();
+    match d.push(bytes)? {
+        (n, Some(m)) => Ok((m, n)),
+        (_, None) => {
+            let need = if bytes.len() < HEADER_SIZE {
+                HEADER_SIZE
+            } else {
+                HEADER_SIZE
+                    + Header::from_bytes(bytes[..HEADER_SIZE].try_into().expect("16 bytes")).len
+                        as usize
+            };
+            Err(Error::Truncated {
+                need,
+                have: bytes.len(),
+            })
+        }
+    }
+}
+
+/// `OK\0` (tolerating a missing NUL).
+pub fn parse_ok(p: &[u8]) -> Result<(), Error> {
+    match p {
+        b"OK\0" | b"OK" => Ok(()),
+        _ => Err(Error::BadPayload("expected OK")),
+    }
+}
+
+/// A NUL-separated string list (`name\0name\0…`; empty payload = empty list).
+pub fn parse_strings(p: &[u8]) -> Result<Vec<String>, Error> {
+    let body = p.strip_suffix(&[0]).unwrap_or(p);
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    body.split(|&b| b == 0)
+        .map(|s| {
+            core::str::from_utf8(s)
+                .map(|s| s.to_string())
+                .map_err(|_| Error::BadPayload("not UTF-8"))
+        })
+        .collect()
+}
+
+/// A single NUL-terminated (or unterminated) string.
+pub fn parse_string(p: &[u8]) -> Result<String, Error> {
+    let body = p.strip_suffix(&[0]).unwrap_or(p);
+    if body.contains(&0) {
+        return Err(Error::BadPayload("embedded NUL"));
+    }
+    core::str::from_utf8(body)
+        .map(|s| s.to_string())
+        .map_err(|_| Error::BadPayload("not UTF-8"))
+}
+
+/// `WATCH_EVENT` payload: `path\0token\0`.
+pub fn parse_watch_event(p: &[u8]) -> Result<WatchEvent, Error> {
+    let mut v = parse_strings(p)?;
+    if v.len() != 2 {
+        return Err(Error::BadPayload("watch event needs path and token"));
+    }
+    let token = v.pop().expect("len 2");
+    let path = v.pop().expect("len 2");
+    Ok(WatchEvent { path, token })
+}
+
+// ---------------------------------------------------------------------------
+// The shared byte ring (`struct xenstore_domain_interface`)
+
+const OFF_REQ: usize = 0;
+const OFF_RSP: usize = 1024;
+const OFF_REQ_CONS: usize = 2048;
+const OFF_REQ_PROD: usize = 2052;
+const OFF_RSP_CONS: usize = 2056;
+const OFF_RSP_PROD: usize = 2060;
+const OFF_SERVER_FEATURES: usize = 2064;
+const OFF_CONNECTION: usize = 2068;
+const OFF_ERROR: usize = 2072;
+const INTERFACE_SIZE: usize = 2076;
+
+/// The guest side of the XenStore interface page.
+pub struct XsRing {
+    mem: SharedMem,
+}
+
+/// `MASK_XENSTORE_IDX`.
+fn mask(i: u32) -> usize {
+    (i as usize) & (XENSTORE_RING_SIZE - 1)
+}
+
+impl XsRing {
+    /// Wraps the interface page (PV `start_info.store_mfn`, PVH
+    /// `HVM_PARAM_STORE_PFN`).
+    pub fn new(mem: SharedMem) -> Result<XsRing, Error> {
+        if mem.len() < INTERFACE_SIZE {
+            return Err(Error::BadRingPage);
+        }
+        Ok(XsRing { mem })
+    }
+
+    /// `server_features` (1 = XENSTORE_SERVER_FEATURE_RECONNECTION, 2 = ERROR).
+    pub fn server_features(&self) -> u32 {
+        self.mem.load_u32(OFF_SERVER_FEATURES)
+    }
+
+    /// `connection` (0 connected, 1 reconnect in progress).
+    pub fn connection(&self) -> u32 {
+        self.mem.load_u32(OFF_CONNECTION)
+    }
+
+    /// `error` (0 none, 1 COMM, 2 RINGIDX, 3 PROTO).
+    pub fn error(&self) -> u32 {
+        self.mem.load_u32(OFF_ERROR)
+    }
+
+    /// Copies as much of `data` as fits into the request ring; returns the
+    /// number of bytes queued (0 if full). Caller notifies if > 0.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let cons = self.mem.load_u32(OFF_REQ_CONS);
+        let prod = self.mem.load_u32(OFF_REQ_PROD);
+        mb(); // read cons before overwriting the bytes it frees
+        let used = prod.wrapping_sub(cons);
+        if used as usize > XENSTORE_RING_SIZE {
+            return Err(Error::BadRingIndex { prod, cons });
+        }
+        let n = data.len().min(XENSTORE_RING_SIZE - used as usize);
+        let mut done = 0;
+        while done < n {
+            let off = mask(prod.wrapping_add(done as u32));
+            let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
+            self.mem.copy_in(OFF_REQ + off, &data[done..done + chunk]);
+            done += chunk;
+        }
+        wmb(); // bytes before the index
+        self.mem
+            .store_u32(OFF_REQ_PROD, prod.wrapping_add(n as u32));
+        Ok(n)
+    }
+
+    /// Copies available response bytes into `buf`; returns the count (0 if
+    /// none). Caller notifies if > 0 (xenstored may be waiting for space).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let prod = self.mem.load_u32(OFF_RSP_PROD);
+        rmb(); // index before bytes
+        let cons = self.mem.load_u32(OFF_RSP_CONS);
+        let avail = prod.wrapping_sub(cons);
+        if avail as usize > XENSTORE_RING_SIZE {
+            return Err(Error::BadRingIndex { prod, cons });
+        }
+        let n = buf.len().min(avail as usize);
+        let mut done = 0;
+        while done < n {
+            let off = mask(cons.wrapping_add(done as u32));
+            let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
+            self.mem
+                .copy_out(OFF_RSP + off, &mut buf[done..done + chunk]);
+            done += chunk;
+        }
+        mb(); // finish reading before releasing the space
+        self.mem
+            .store_u32(OFF_RSP_CONS, cons.wrapping_add(n as u32));
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client
+
+/// What the kernel provides: the store event channel.
+pub trait XsTransport {
+    /// Signal xenstored (EVTCHNOP_send on the store port).
+    fn notify(&mut self);
+    /// Block until the store port fires (or a short time passes: spurious
+    /// returns are fine). Return `Err(())` to give up — the client then
+    /// fails the operation with [`Error::Timeout`].
+    #[allow(clippy::result_unit_err)]
+    fn wait(&mut self) -> Result<(), ()>;
+}
+
+/// A synchronous XenStore client (one request in flight at a time).
+pub struct XenStore<T: XsTransport> {
+    ring: XsRing,
+    transport: T,
+    decoder: Decoder,
+    next_req_id: u32,
+    events: VecDeque<WatchEvent>,
+    dropped_events: u64,
+    /// Decoded replies not yet claimed (normally at most one).
+    replies: VecDeque<Message>,
+    /// A request that timed out: its late reply is discarded.
+    abandoned: Option<u32>,
+}
+
+impl<T: XsTransport> XenStore<T> {
+    /// A client over the interface page.
+    pub fn new(mem: SharedMem, transport: T) -> Result<Self, Error> {
+        Ok(XenStore {
+            ring: XsRing::new(mem)?,
+            transport,
+            decoder: Decoder::new(),
+            next_req_id: 1,
+            events: VecDeque::new(),
+            dropped_events: 0,
+            replies: VecDeque::new(),
+            abandoned: None,
+        })
+    }
+
+    /// The transport (e.g. for counters).
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Watch events dropped because the queue was full.
+    pub fn dropped_watch_events(&self) -> u64 {
+        self.dropped_events
+    }
+
+    fn send_bytes(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            let n = self.ring.write(bytes)?;
+            if n > 0 {
+                self.transport.notify();
+                bytes = &bytes[n..];
+            } else {
+                self.wait(0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_event(&mut self, ev: WatchEvent) {
+        if self.events.len() >= MAX_QUEUED_WATCH_EVENTS {
+            self.events.pop_front();
+            self.dropped_events += 1;
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Reads whatever the ring holds and decodes it. Watch events go to the
+    /// event queue, other messages to `replies`; returns the oldest reply.
+    /// `Ok(None)` = nothing yet. A partial message stays in the decoder.
+    fn pump(&mut self) -> Result<Option<Message>, Error> {
+        let mut buf = [0u8; XENSTORE_RING_SIZE];
+        while self.replies.is_empty() {
+            let n = self.ring.read(&mut buf[..])?;
+            if n == 0 {
+                break;
+            }
+            self.transport.notify(); // xenstored may wait for space
+            let mut off = 0;
+            while off < n {
+                let (used, msg) = self.decoder.push(&buf[off..n])?;
+                off += used;
+                match msg {
+                    Some(m) if m.ty == MsgType::WatchEvent => {
+                        let ev = parse_watch_event(&m.payload)?;
+                        self.queue_event(ev);
+                    }
+                    Some(m) if self.abandoned == Some(m.req_id) => self.abandoned = None,
+                    Some(m) => {
+                        if self.replies.len() >= MAX_QUEUED_REPLIES {
+                            return Err(Error::UnknownReqId(m.req_id));
+                        }
+                        self.replies.push_back(m);
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(self.replies.pop_front())
+    }
+
+    fn wait(&mut self, req_id: u32) -> Result<(), Error> {
+        self.transport.wait().map_err(|_| {
+            // A late reply to this request must not be taken for another's.
+            if req_id != 0 {
+                self.abandoned = Some(req_id);
+            }
+            Error::Timeout
+        })
+    }
+
+    /// Sends `req` and waits for its reply (validated type and `req_id`).
+    pub fn request(&mut self, tx: TxId, req: Request<'_>) -> Result<Vec<u8>, Error> {
+        let req_id = self.next_req_id;
+        self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
+        let bytes = req.encode(req_id, tx)?;
+        self.send_bytes(&bytes)?;
+        loop {
+            match self.pump()? {
+                Some(m) if m.req_id != req_id => return Err(Error::UnknownReqId(m.req_id)),
+                Some(m) if m.ty == MsgType::Error => {
+                    return Err(Error::Xs(XsError::from_payload(&m.payload)))
+                }
+                Some(m) if m.ty != req.msg_type() => {
+                    return Err(Error::UnexpectedReply {
+                        expected: req.msg_type(),
+                        got: m.ty,
+                    })
+                }
+                Some(m) => return Ok(m.payload),
+                None => self.wait(req_id)?,
+            }
+        }
+    }
+
+    /// `READ`: the raw value.
+    pub fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, Error> {
+        self.request(tx, Request::Read(path))
+    }
+
+    /// `READ` as UTF-8 text.
+    pub fn read_string(&mut self, tx: TxId, path: &str) -> Result<String, Error> {
+        parse_string(&self.read(tx, path)?)
+    }
+
+    /// `READ` as a decimal integer (e.g. `backend-id`, `ring-ref`).
+    pub fn read_u64(&mut self, tx: TxId, path: &str) -> Result<u64, Error> {
+        let v = self.read(tx, path)?;
+        let v = v.strip_suffix(&[0]).unwrap_or(&v);
+        parse_decimal(v).ok_or(Error::BadPayload("not a decimal integer"))
+    }
+
+    /// `WRITE` (creates missing parents).
+    pub fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), Error> {
+        parse_ok(&self.request(tx, Request::Write(path, value))?)
+    }
+
+    /// `DIRECTORY`: child names.
+    pub fn directory(&mut self, tx: TxId, path: &str) -> Result<Vec<String>, Error> {
+        parse_strings(&self.request(tx, Request::Directory(path))?)
+    }
+
+    /// `MKDIR`.
+    pub fn mkdir(&mut self, tx: TxId, path: &str) -> Result<(), Error> {
+        parse_ok(&self.request(tx, Request::Mkdir(path))?)
+    }
+
+    /// `RM` (recursive).
+    pub fn rm(&mut self, tx: TxId, path: &str) -> Result<(), Error> {
+        parse_ok(&self.request(tx, Request::Rm(path))?)
+    }
+
+    /// `GET_PERMS`.
+    pub fn get_perms(&mut self, tx: TxId, path: &str) -> Result<Vec<Perm>, Error> {
+        let p = self.request(tx, Request::GetPerms(path))?;
+        let body = p.strip_suffix(&[0]).unwrap_or(&p);
+        body.split(|&b| b == 0).map(Perm::parse).collect()
+    }
+
+    /// `SET_PERMS`: `perms[0]` is the owner/default, the rest are ACLs.
+    pub fn set_perms(&mut self, tx: TxId, path: &str, perms: &[Perm]) -> Result<(), Error> {
+        parse_ok(&self.request(tx, Request::SetPerms(path, perms))?)
+    }
+
+    /// `WATCH`. xenstored fires the watch once right away.
+    pub fn watch(&mut self, path: &str, token: &str) -> Result<(), Error> {
+        parse_ok(&self.request(TxId::NONE, Request::Watch(path, token))?)
+    }
+
+    /// `UNWATCH`; also drops already-queued events for this watch.
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), Error> {
+        parse_ok(&self.request(TxId::NONE, Request::Unwatch(path, token))?)?;
+        self.events.retain(|e| e.token != token);
+        Ok(())
+    }
+
+    /// `GET_DOMAIN_PATH`, e.g. `/local/domain/5`.
+    pub fn get_domain_path(&mut self, domid: u16) -> Result<String, Error> {
+        parse_string(&self.request(TxId::NONE, Request::GetDomainPath(domid))?)
+    }
+
+    /// `TRANSACTION_START`.
+    pub fn transaction_start(&mut self) -> Result<TxId, Error> {
+        let p = self.request(TxId::NONE, Request::TransactionStart)?;
+        let s = p.strip_suffix(&[0]).unwrap_or(&p);
+        let id = parse_decimal(s).and_then(|v| u32::try_from(v).ok());
+        match id {
+            Some(id) if id != 0 => Ok(TxId(id)),
+            _ => Err(Error::BadPayload("transaction id")),
+        }
+    }
+
+    /// `TRANSACTION_END`: commit (`true`) or abort. A commit may fail with
+    /// `Xs(EAGAIN)`: the transaction conflicted and must be redone.
+    pub fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), Error> {
+        parse_ok(&self.request(tx, Request::TransactionEnd(commit))?)
+    }
+
+    /// Runs `body` in a transaction and commits, redoing it on `EAGAIN`
+    /// (from the commit or from `body`) up to `MAX_TRANSACTION_RETRIES`
+    /// times. Any other error from `body` aborts the transaction.
+    pub fn transaction<R>(
+        &mut self,
+        mut body: impl FnMut(&mut Self, TxId) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        for _ in 0..MAX_TRANSACTION_RETRIES {
+            let tx = self.transaction_start()?;
+            match body(self, tx) {
+                Ok(r) => match self.transaction_end(tx, true) {
+                    Ok(()) => return Ok(r),
+                    Err(Error::Xs(XsError::EAGAIN)) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    // Best-effort abort; the body's error is what matters.
+                    let _ = self.transaction_end(tx, false);
+                    if e != Error::Xs(XsError::EAGAIN) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(Error::TooManyRetries)
+    }
+
+    /// A queued or already-arrived watch event, without blocking.
+    pub fn poll_watch_event(&mut self) -> Result<Option<WatchEvent>, Error> {
+        if self.events.is_empty() {
+            if let Some(m) = self.pump()? {
+                // No request is outstanding, so no reply may arrive.
+                return Err(Error::UnknownReqId(m.req_id));
+            }
+        }
+        Ok(self.events.pop_front())
+    }
+
+    /// Blocks (via the transport) until a watch event is available.
+    pub fn next_watch_event(&mut self) -> Result<WatchEvent, Error> {
+        loop {
+            if let Some(ev) = self.poll_watch_event()? {
+                return Ok(ev);
+            }
+            self.wait(0)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
