@@ -1,0 +1,108 @@
+//! The nested-Xen lab test binary (`cargo test --test nested`, harness = false).
+//!
+//! One lab boot (Xen + Dom0 under QEMU TCG, see docs/lab.md) runs the scenarios of every
+//! module listed in `MODULES`, one after another. Each module exposes
+//! `pub fn scenarios() -> Vec<lab::Scenario>`; adding one is two lines: `mod name;` below
+//! and an entry in `MODULES`.
+//!
+//! Environment: `XF_ONLY=<substring>[,<substring>...]` runs only scenarios whose name
+//! contains one of them; `XF_LAB_VERBOSE=1` streams guest consoles; `XF_LAB_SERIAL=1`
+//! echoes the whole serial line. `--list` prints the scenario names.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use lab::Scenario;
+
+mod lab_selftest;
+mod pv_boot;
+
+const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
+    ("lab_selftest", lab_selftest::scenarios),
+    ("pv_boot", pv_boot::scenarios),
+];
+
+fn main() -> ExitCode {
+    let t0 = Instant::now();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only: Vec<String> = std::env::var("XF_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+
+    let mut scenarios = Vec::new();
+    for (module, f) in MODULES {
+        for s in f() {
+            if wanted(&s.name) {
+                if args.iter().any(|a| a == "--list") {
+                    println!("{module}::{}: test", s.name);
+                }
+                scenarios.push(s);
+            }
+        }
+    }
+    if args.iter().any(|a| a == "--list") {
+        return ExitCode::SUCCESS;
+    }
+    if scenarios.is_empty() {
+        println!("nested: no scenario matches XF_ONLY={only:?}");
+        return ExitCode::SUCCESS;
+    }
+    println!("nested: running {} scenario(s) in one lab boot", scenarios.len());
+
+    let report = match lab::run_suite(scenarios) {
+        Ok(r) => r,
+        Err(e) => {
+            if let lab::LabError::Failed { partial, .. } = &e {
+                print!("{}", partial.summary());
+            }
+            println!("{e}");
+            println!("nested: FAILED after {:.1}s", t0.elapsed().as_secs_f64());
+            return ExitCode::FAILURE;
+        }
+    };
+
+    println!();
+    for o in &report.outcomes {
+        println!("test {} ... {}", o.name, if o.passed() { o.status().to_string() } else { format!("FAILED ({})", o.status()) });
+        if !o.passed() {
+            for f in &o.failures {
+                println!("    failure: {f}");
+            }
+            for f in &o.lab_faults {
+                println!("    lab fault: {f}");
+            }
+            for n in &o.notes {
+                println!("    note: {n}");
+            }
+            if !o.console.is_empty() {
+                println!("    console (last 15 lines):");
+                let lines: Vec<&str> = o.console.lines().collect();
+                for l in &lines[lines.len().saturating_sub(15)..] {
+                    println!("      | {}", l.trim_end_matches('\r'));
+                }
+            }
+            if !o.script_output.is_empty() {
+                println!("    dom0 script output:\n{}", o.script_output.trim_end());
+            }
+        }
+    }
+    println!();
+    print!("{}", report.summary());
+    let failed = report.outcomes.iter().filter(|o| !o.passed()).count();
+    println!(
+        "nested: {} passed, {} failed, {} lab fault(s) outside scenarios; took {:.1}s",
+        report.outcomes.len() - failed,
+        failed,
+        report.lab_faults.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
