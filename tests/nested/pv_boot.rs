@@ -1,0 +1,122 @@
+//! Issue 5: the kernel boots as a PV guest, prints its banner with values
+//! read at run time, and shuts down with a reason Dom0 can read.
+//! Console format: docs/console.md.
+
+use std::path::PathBuf;
+
+use lab::{Outcome, Scenario, Shutdown};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kernel() -> PathBuf {
+    root().join("target/x86_64-unknown-none/release/xenfront")
+}
+
+fn pv(name: &str) -> Scenario {
+    Scenario::new(name, kernel(), root().join("xl-config/pv.cfg")).timeout_secs(60)
+}
+
+/// `memory=` of xl-config/pv.cfg, in MiB.
+fn config_memory_mib() -> u64 {
+    let text = std::fs::read_to_string(root().join("xl-config/pv.cfg")).unwrap();
+    text.lines()
+        .filter_map(|l| l.split('#').next())
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == "memory")
+        .and_then(|(_, v)| v.trim().trim_matches('"').parse().ok())
+        .expect("memory= in xl-config/pv.cfg")
+}
+
+/// Value of `key : value` in `xl info` output.
+fn xl_info<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// The console line starting with `prefix`, without it.
+fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
+    o.console
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|l| l.strip_prefix(prefix))
+        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
+}
+
+fn check_hello(o: &Outcome) -> Result<(), String> {
+    // Xen version as the guest saw it == what Dom0's xl reports.
+    let info = o
+        .out_files
+        .get("xl-info")
+        .ok_or("Dom0 script left no xl-info")?;
+    let want = format!(
+        "{}.{}{}",
+        xl_info(info, "xen_major").ok_or("xl info: no xen_major")?,
+        xl_info(info, "xen_minor").ok_or("xl info: no xen_minor")?,
+        xl_info(info, "xen_extra").unwrap_or("")
+    );
+    let got = line(o, "xen: version ")?;
+    if got != want {
+        return Err(format!("guest saw Xen {got:?}, xl info says {want:?}"));
+    }
+    // nr_pages == memory= in 4 KiB pages.
+    let si = line(o, "start_info: ")?;
+    if !si.starts_with("magic \"xen-3.0-x86_64\" ") {
+        return Err(format!("unexpected start_info line {si:?}"));
+    }
+    let nr: u64 = si
+        .split_whitespace()
+        .skip_while(|w| *w != "nr_pages")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no nr_pages in {si:?}"))?;
+    let want_pages = config_memory_mib() * 256;
+    if nr != want_pages {
+        return Err(format!("nr_pages {nr}, memory= says {want_pages}"));
+    }
+    // Exactly one verdict, and it is the last line.
+    let verdicts = o.console.matches("Test result: ").count();
+    if verdicts != 1 {
+        return Err(format!("{verdicts} 'Test result:' lines"));
+    }
+    let last = o.console.trim_end().lines().last().unwrap_or("");
+    if last.trim_end_matches('\r') != "Test result: SUCCESS" {
+        return Err(format!("last console line is {last:?}"));
+    }
+    Ok(())
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        pv("pv-hello")
+            .extra("test=hello")
+            .dom0_script("xl info >\"$OUT/xl-info\"")
+            .marker("xenfront 0.1.0: booting (pv)")
+            .marker("cmdline: \"test=hello\"")
+            .marker("test: hello")
+            .marker("Test result: SUCCESS")
+            .shutdown(Some(Shutdown::Poweroff))
+            .check(check_hello),
+        pv("pv-panic")
+            .extra("test=panic")
+            .marker("test: panic")
+            .marker("panic: test=panic: deliberate panic at src/scenario.rs:")
+            .shutdown(Some(Shutdown::Crash))
+            .check(|o| {
+                if o.console.contains("Test result:") {
+                    Err("a panicking run must not print a verdict".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        pv("pv-bad-cmdline")
+            .extra("bogus")
+            .marker("cmdline: \"bogus\"")
+            .marker("error: cmdline: unknown option 'bogus'")
+            .marker("Test result: ERROR")
+            .shutdown(Some(Shutdown::Crash)),
+    ]
+}
