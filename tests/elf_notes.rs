@@ -112,7 +112,7 @@ fn parse(b: &[u8]) -> Elf {
     }
 }
 
-fn note<'a>(elf: &'a Elf, kind: u64) -> &'a [u8] {
+fn note(elf: &Elf, kind: u64) -> &[u8] {
     let found: Vec<_> = elf.notes.iter().filter(|(k, _)| *k == kind).collect();
     assert_eq!(
         found.len(),
