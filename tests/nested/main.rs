@@ -15,11 +15,13 @@ use std::time::Instant;
 use lab::Scenario;
 
 mod lab_selftest;
+mod peers_loopback;
 mod pv_boot;
 
 const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("lab_selftest", lab_selftest::scenarios),
     ("pv_boot", pv_boot::scenarios),
+    ("peers_loopback", peers_loopback::scenarios),
 ];
 
 fn main() -> ExitCode {
