@@ -14,16 +14,19 @@ pub enum Test {
     Hello,
     /// Panic on purpose (checks the panic path and the crash reason).
     Panic,
+    /// Read one line of console input and print it back.
+    Echo,
 }
 
 impl Test {
     /// All scenarios, in the order `help` texts list them.
-    pub const ALL: &'static [Test] = &[Test::Hello, Test::Panic];
+    pub const ALL: &'static [Test] = &[Test::Hello, Test::Panic, Test::Echo];
 
     pub fn name(self) -> &'static str {
         match self {
             Test::Hello => "hello",
             Test::Panic => "panic",
+            Test::Echo => "echo",
         }
     }
 
@@ -126,6 +129,7 @@ mod tests {
     fn test_option() {
         assert_eq!(parse("test=hello").unwrap().test, Test::Hello);
         assert_eq!(parse("  test=panic ").unwrap().test, Test::Panic);
+        assert_eq!(parse("test=echo").unwrap().test, Test::Echo);
     }
 
     #[test]
@@ -158,7 +162,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

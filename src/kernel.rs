@@ -14,6 +14,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cmdline;
+use crate::drivers::console::ConsoleError;
 use crate::hypercall::{self, ShutdownReason};
 use crate::platform::Platform;
 use crate::print;
@@ -57,7 +58,22 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         }
     };
     println!("test: {}", opts.test.name());
-    scenario::run(opts.test)
+    scenario::run(opts.test, &mut KernelEnv)
+}
+
+/// Scenario environment backed by the PV console.
+struct KernelEnv;
+
+impl scenario::Env for KernelEnv {
+    fn say(&mut self, args: core::fmt::Arguments<'_>) {
+        println!("{args}");
+    }
+    fn read_line(&mut self, buf: &mut [u8], timeout_ns: u64) -> Result<usize, &'static str> {
+        print::read_line(buf, timeout_ns).map_err(|e| match e {
+            ConsoleError::Timeout => "timeout",
+            ConsoleError::BadIndex { .. } => "bad console ring index",
+        })
+    }
 }
 
 fn print_xen_version() {

@@ -39,6 +39,14 @@ pub fn flush() -> Result<(), ConsoleError> {
     }
 }
 
+/// Read one line of console input (bounded by `timeout_ns`).
+pub fn read_line(buf: &mut [u8], timeout_ns: u64) -> Result<usize, ConsoleError> {
+    match CONSOLE.lock().as_mut() {
+        Some(con) => con.read_line(buf, timeout_ns),
+        None => Err(ConsoleError::Timeout),
+    }
+}
+
 /// Take the console lock away from whoever holds it. Only for the panic
 /// path: with one vCPU and no interrupts the holder is the code that
 /// panicked, which will never run again.

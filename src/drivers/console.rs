@@ -215,6 +215,30 @@ impl<E: Events> Console<E> {
         }
         Err(ConsoleError::Timeout)
     }
+
+    /// Read one line of input (up to `\r` or `\n`, not included) into
+    /// `buf`, waiting (bounded) until `timeout_ns` from now. Leading line
+    /// terminators are skipped; a full `buf` ends the line early.
+    pub fn read_line(&mut self, buf: &mut [u8], timeout_ns: u64) -> Result<usize, ConsoleError> {
+        let deadline = self.events.now_ns().saturating_add(timeout_ns);
+        let mut len = 0;
+        while len < buf.len() {
+            let left = deadline.saturating_sub(self.events.now_ns());
+            let mut byte = [0u8; 1];
+            if self.read_wait(&mut byte, left)? == 0 {
+                return Err(ConsoleError::Timeout);
+            }
+            match byte[0] {
+                b'\r' | b'\n' if len == 0 => {}
+                b'\r' | b'\n' => break,
+                b => {
+                    buf[len] = b;
+                    len += 1;
+                }
+            }
+        }
+        Ok(len)
+    }
 }
 
 impl<E: Events> fmt::Write for Console<E> {
@@ -354,7 +378,19 @@ mod tests {
             con.read_wait(&mut buf, 5_000_000),
             Err(ConsoleError::Timeout)
         );
-        mem.store_u32(IN_PROD, 1028 + 2000); // too far ahead
+        // A line split over two deliveries, after a stray terminator.
+        for (i, b) in b"\nping\r".iter().enumerate() {
+            mem.write(IN_OFF + ((1028 + i) & 1023), *b);
+        }
+        mem.store_u32(IN_PROD, 1028 + 6);
+        let mut line = [0u8; 16];
+        assert_eq!(con.read_line(&mut line, 5_000_000), Ok(4));
+        assert_eq!(&line[..4], b"ping");
+        assert_eq!(
+            con.read_line(&mut line, 5_000_000),
+            Err(ConsoleError::Timeout)
+        );
+        mem.store_u32(IN_PROD, 1034 + 2000); // too far ahead
         assert!(matches!(
             con.read(&mut buf),
             Err(ConsoleError::BadIndex { .. })

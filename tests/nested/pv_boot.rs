@@ -1,6 +1,6 @@
 //! Issue 5: the kernel boots as a PV guest, prints its banner with values
 //! read at run time, and shuts down with a reason Dom0 can read.
-//! Console format: docs/console.md.
+//! Console format: docs/console.md. Run: `XF_ONLY=pv-boot cargo test --test nested`.
 
 use std::path::PathBuf;
 
@@ -89,9 +89,22 @@ fn check_hello(o: &Outcome) -> Result<(), String> {
     Ok(())
 }
 
+/// Dom0 side of `test=echo`: wait for the guest to ask, then type a line
+/// into the guest's console pty (xenconsoled forwards it into the in ring).
+const ECHO_SCRIPT: &str = r#"
+i=0
+until grep -q 'echo: ready' "$CONSOLE_LOG" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 300 ] && { echo "guest never got ready"; exit 1; }
+    usleep 100000
+done
+tty=$(xenstore-read /local/domain/$DOMID/console/tty) || exit 2
+echo "console tty: $tty"
+printf 'ping from dom0\r' >"$tty"
+"#;
+
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        pv("pv-hello")
+        pv("pv-boot-hello")
             .extra("test=hello")
             .dom0_script("xl info >\"$OUT/xl-info\"")
             .marker("xenfront 0.1.0: booting (pv)")
@@ -100,7 +113,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .marker("Test result: SUCCESS")
             .shutdown(Some(Shutdown::Poweroff))
             .check(check_hello),
-        pv("pv-panic")
+        pv("pv-boot-panic")
             .extra("test=panic")
             .marker("test: panic")
             .marker("panic: test=panic: deliberate panic at src/scenario.rs:")
@@ -112,11 +125,19 @@ pub fn scenarios() -> Vec<Scenario> {
                     Ok(())
                 }
             }),
-        pv("pv-bad-cmdline")
+        pv("pv-boot-bad-cmdline")
             .extra("bogus")
             .marker("cmdline: \"bogus\"")
             .marker("error: cmdline: unknown option 'bogus'")
             .marker("Test result: ERROR")
             .shutdown(Some(Shutdown::Crash)),
+        pv("pv-boot-echo")
+            .extra("test=echo")
+            .dom0_script(ECHO_SCRIPT)
+            .marker("echo: ready")
+            .marker("echo: \"ping from dom0\"")
+            .marker("Test result: SUCCESS")
+            .script_status(0)
+            .shutdown(Some(Shutdown::Poweroff)),
     ]
 }
