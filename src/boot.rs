@@ -10,6 +10,7 @@ use crate::heap;
 use crate::hypercall::{self, uvmf, ShutdownReason};
 use crate::kernel;
 use crate::platform::Platform;
+use crate::pv_entry;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::StartInfo;
 
@@ -63,6 +64,9 @@ extern "C" fn xenfront_pv_entry(start_info: *const StartInfo) -> ! {
     // bounded yields and time reads as 0.
     if let Ok(mem) = map_shared_info(si.shared_info) {
         event::init(mem);
+        // Traps and the event upcall (PV entry stubs). On failure events
+        // stay masked and the kernel keeps polling.
+        let _ = pv_entry::install();
     }
     heap::init();
     let platform = Platform::from_pv(&si, mfn_to_pfn);

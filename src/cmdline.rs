@@ -16,17 +16,45 @@ pub enum Test {
     Panic,
     /// Read one line of console input and print it back.
     Echo,
+    /// One-shot timers and sleeps measured against the clock; wall clock.
+    Timer,
+    /// Upcalls through a loopback event channel; the starvation bound.
+    Events,
+    /// Event-channel ping-pong with a Dom0 peer (xf-evtchn-echo).
+    EvtchnEcho,
+    /// Read an unmapped address: the #PF handler reports and crashes.
+    PageFault,
+    /// `ud2`: the #UD handler reports and crashes.
+    InvalidOp,
+    /// Divide by zero: the #DE handler reports and crashes.
+    DivideError,
 }
 
 impl Test {
     /// All scenarios, in the order `help` texts list them.
-    pub const ALL: &'static [Test] = &[Test::Hello, Test::Panic, Test::Echo];
+    pub const ALL: &'static [Test] = &[
+        Test::Hello,
+        Test::Panic,
+        Test::Echo,
+        Test::Timer,
+        Test::Events,
+        Test::EvtchnEcho,
+        Test::PageFault,
+        Test::InvalidOp,
+        Test::DivideError,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Test::Hello => "hello",
             Test::Panic => "panic",
             Test::Echo => "echo",
+            Test::Timer => "timer",
+            Test::Events => "events",
+            Test::EvtchnEcho => "evtchn-echo",
+            Test::PageFault => "pagefault",
+            Test::InvalidOp => "invalid-op",
+            Test::DivideError => "divide-error",
         }
     }
 
@@ -130,6 +158,8 @@ mod tests {
         assert_eq!(parse("test=hello").unwrap().test, Test::Hello);
         assert_eq!(parse("  test=panic ").unwrap().test, Test::Panic);
         assert_eq!(parse("test=echo").unwrap().test, Test::Echo);
+        assert_eq!(parse("test=evtchn-echo").unwrap().test, Test::EvtchnEcho);
+        assert_eq!(parse("test=pagefault").unwrap().test, Test::PageFault);
     }
 
     #[test]
@@ -162,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic echo)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

@@ -10,7 +10,11 @@ pub use crate::errno::Errno;
 
 /// Hypercall numbers (xen/include/public/xen.h).
 pub mod nr {
+    pub const SET_TRAP_TABLE: usize = 0;
     pub const MMU_UPDATE: usize = 1;
+    pub const SET_CALLBACKS: usize = 4;
+    pub const SET_TIMER_OP: usize = 15;
+    pub const VCPU_OP: usize = 24;
     pub const MEMORY_OP: usize = 12;
     pub const UPDATE_VA_MAPPING: usize = 14;
     pub const XEN_VERSION: usize = 17;
@@ -270,6 +274,59 @@ pub struct EvtchnUnmask {
     pub port: u32,
 }
 
+/// `EVTCHNOP_status` argument: `dom`/`port` in, the rest out (event_channel.h
+/// `evtchn_status`; the union is 8 bytes, interpreted by [`EvtchnState`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnStatusOp {
+    pub dom: u16,
+    pub _pad: u16,
+    pub port: u32,
+    pub status: u32,
+    pub vcpu: u32,
+    pub u: [u32; 2],
+}
+
+/// What a port is connected to (`EVTCHNSTAT_*`), decoded from
+/// [`EvtchnStatusOp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvtchnState {
+    Closed,
+    /// Offered to `remote_dom`, nobody bound yet.
+    Unbound {
+        remote_dom: u16,
+    },
+    /// Connected to `remote_port` of `dom`.
+    Interdomain {
+        dom: u16,
+        remote_port: u32,
+    },
+    Pirq(u32),
+    Virq(u32),
+    Ipi,
+    /// A status value this kernel does not know.
+    Other(u32),
+}
+
+impl EvtchnStatusOp {
+    pub fn state(&self) -> EvtchnState {
+        match self.status {
+            0 => EvtchnState::Closed,
+            1 => EvtchnState::Unbound {
+                remote_dom: self.u[0] as u16,
+            },
+            2 => EvtchnState::Interdomain {
+                dom: self.u[0] as u16,
+                remote_port: self.u[1],
+            },
+            3 => EvtchnState::Pirq(self.u[0]),
+            4 => EvtchnState::Virq(self.u[0]),
+            5 => EvtchnState::Ipi,
+            s => EvtchnState::Other(s),
+        }
+    }
+}
+
 // SAFETY (all impls below): command numbers from event_channel.h, each paired
 // with its argument struct, laid out as in the C header.
 unsafe impl EvtchnOp for EvtchnBindInterdomain {
@@ -295,6 +352,10 @@ unsafe impl EvtchnOp for EvtchnAllocUnbound {
 unsafe impl EvtchnOp for EvtchnUnmask {
     const CMD: u64 = 9;
 }
+// SAFETY: see above.
+unsafe impl EvtchnOp for EvtchnStatusOp {
+    const CMD: u64 = 5;
+}
 
 /// `event_channel_op(T::CMD, op)`; out fields are written back into `op`.
 pub fn event_channel_op<T: EvtchnOp>(op: &mut T) -> Result<(), Errno> {
@@ -307,6 +368,75 @@ pub fn event_channel_op<T: EvtchnOp>(op: &mut T) -> Result<(), Errno> {
 /// `EVTCHNOP_send` on `port`.
 pub fn evtchn_send(port: u32) -> Result<(), Errno> {
     event_channel_op(&mut EvtchnSend { port })
+}
+
+// ------------------------------------------------------- time and vcpu_op
+
+/// `set_timer_op(abs_ns)`: one-shot timer at Xen system time `abs_ns`,
+/// signalled on VIRQ_TIMER; 0 cancels.
+pub fn set_timer_op(abs_ns: u64) -> Result<(), Errno> {
+    // SAFETY: scalar argument only.
+    check(unsafe { hypercall(nr::SET_TIMER_OP, abs_ns, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `VCPUOP_stop_periodic_timer` on `vcpu`: PV vCPUs start with a 10 ms
+/// periodic VIRQ_TIMER; a tickless kernel turns it off.
+pub fn vcpu_stop_periodic_timer(vcpu: u32) -> Result<(), Errno> {
+    const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
+    // SAFETY: this command takes no argument struct (NULL).
+    check(unsafe {
+        hypercall(
+            nr::VCPU_OP,
+            VCPUOP_STOP_PERIODIC_TIMER,
+            vcpu as u64,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+// ------------------------------------------------------- PV traps, callbacks
+
+/// `FLAT_KERNEL_CS` (x86_64 PV kernels run in ring 3).
+pub const FLAT_KERNEL_CS: u16 = 0xe033;
+
+/// One `trap_info` entry (arch-x86/xen.h) for [`set_trap_table`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TrapInfo {
+    pub vector: u8,
+    /// Bits 0-1: DPL allowed to `int n` it; 4: mask events on entry.
+    pub flags: u8,
+    pub cs: u16,
+    pub address: u64,
+}
+
+/// `set_trap_table(table)`. The table must end with an all-zero entry
+/// (address 0); this is checked.
+///
+/// # Safety
+/// Every non-terminating entry's `address` must be an entry stub that copes
+/// with the PV bounce frame (guest-abi.md §2): Xen jumps there on the
+/// exception.
+pub unsafe fn set_trap_table(table: &[TrapInfo]) -> Result<(), Errno> {
+    if table.last().is_none_or(|t| t.address != 0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `table` is a live, terminated trap_info array (Xen copies it);
+    // the caller vouches for the handler addresses.
+    check(unsafe { hypercall(nr::SET_TRAP_TABLE, table.as_ptr() as u64, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `set_callbacks(event, failsafe, syscall)` (x86_64: three addresses).
+///
+/// # Safety
+/// `event` and `failsafe` must be entry stubs for the PV callback frames
+/// (guest-abi.md §2); `syscall` may be 0 (no user mode).
+pub unsafe fn set_callbacks(event: u64, failsafe: u64, syscall: u64) -> Result<(), Errno> {
+    // SAFETY: scalar arguments; the caller vouches for the addresses.
+    check(unsafe { hypercall(nr::SET_CALLBACKS, event, failsafe, syscall, 0, 0) }).map(drop)
 }
 
 // ------------------------------------------------------------------ PV mm
@@ -397,6 +527,102 @@ pub unsafe fn memory_op_add_to_physmap(arg: &AddToPhysmap) -> Result<(), Errno> 
     .map(drop)
 }
 
+// --------------------------------------------------------- grant_table_op
+
+use crate::grant_table::{
+    op as gntop, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef,
+};
+
+/// `__HYPERVISOR_grant_table_op`.
+const GRANT_TABLE_OP: usize = 20;
+
+/// `GNTTABOP_query_size` for our own table. The per-op `status` is left in
+/// the result for the caller to decode (`GntStatusError::check`).
+pub fn gnttab_query_size() -> Result<GnttabQuerySize, Errno> {
+    let mut q = GnttabQuerySize {
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    // SAFETY: `q` is a live gnttab_query_size, count 1.
+    check(unsafe {
+        hypercall(
+            GRANT_TABLE_OP,
+            u64::from(gntop::QUERY_SIZE),
+            &mut q as *mut _ as u64,
+            1,
+            0,
+            0,
+        )
+    })?;
+    Ok(q)
+}
+
+/// `GNTTABOP_setup_table`: grow our table to `frames.len()` frames; Xen
+/// writes the frame numbers (PV: MFNs) into `frames`. Returns the per-op
+/// `GNTST_*` status.
+pub fn gnttab_setup_table(frames: &mut [u64]) -> Result<i16, Errno> {
+    let mut op = GnttabSetupTable {
+        dom: DOMID_SELF,
+        nr_frames: u32::try_from(frames.len()).map_err(|_| Errno::EINVAL)?,
+        frame_list: frames.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `op` is live and its frame_list points at `frames`, which has
+    // room for exactly `nr_frames` entries and outlives the call.
+    check(unsafe {
+        hypercall(
+            GRANT_TABLE_OP,
+            u64::from(gntop::SETUP_TABLE),
+            &mut op as *mut _ as u64,
+            1,
+            0,
+            0,
+        )
+    })?;
+    Ok(op.status)
+}
+
+/// `GNTTABOP_map_grant_ref` (one op); `status`/`handle` are written back.
+///
+/// # Safety
+/// With `GNTMAP_host_map`, `op.host_addr` (PV: a VA whose L1 table exists)
+/// gets a new mapping: nothing may rely on what was mapped there.
+pub unsafe fn gnttab_map_grant_ref(op: &mut GnttabMapGrantRef) -> Result<(), Errno> {
+    // SAFETY: `op` is a live gnttab_map_grant_ref, count 1; the caller
+    // vouches for host_addr.
+    check(unsafe {
+        hypercall(
+            GRANT_TABLE_OP,
+            u64::from(gntop::MAP_GRANT_REF),
+            op as *mut _ as u64,
+            1,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `GNTTABOP_unmap_grant_ref` (one op); `status` is written back.
+///
+/// # Safety
+/// The mapping at `op.host_addr` goes away: no reference may point into it.
+pub unsafe fn gnttab_unmap_grant_ref(op: &mut GnttabUnmapGrantRef) -> Result<(), Errno> {
+    // SAFETY: `op` is a live gnttab_unmap_grant_ref, count 1; the caller
+    // vouches that nothing uses the mapping.
+    check(unsafe {
+        hypercall(
+            GRANT_TABLE_OP,
+            u64::from(gntop::UNMAP_GRANT_REF),
+            op as *mut _ as u64,
+            1,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     // Layouts are checked against the C headers' offsets (guest-abi.md).
@@ -418,5 +644,34 @@ mod tests {
         assert_eq!(size_of::<MmuUpdate>(), 16);
         assert_eq!(offset_of!(AddToPhysmap, idx), 8);
         assert_eq!(offset_of!(AddToPhysmap, gpfn), 16);
+        assert_eq!(size_of::<TrapInfo>(), 16);
+        assert_eq!(offset_of!(TrapInfo, address), 8);
+        assert_eq!(size_of::<EvtchnStatusOp>(), 24);
+        assert_eq!(offset_of!(EvtchnStatusOp, status), 8);
+        assert_eq!(offset_of!(EvtchnStatusOp, u), 16);
+    }
+
+    #[test]
+    fn status_decoding() {
+        let mut op = EvtchnStatusOp {
+            status: 2,
+            u: [0, 7],
+            ..Default::default()
+        };
+        assert_eq!(
+            op.state(),
+            EvtchnState::Interdomain {
+                dom: 0,
+                remote_port: 7
+            }
+        );
+        op.status = 1;
+        assert_eq!(op.state(), EvtchnState::Unbound { remote_dom: 0 });
+        op.status = 4;
+        assert_eq!(op.state(), EvtchnState::Virq(0));
+        op.status = 9;
+        assert_eq!(op.state(), EvtchnState::Other(9));
+        // SAFETY: an unterminated (empty) table is rejected before any call.
+        assert_eq!(unsafe { set_trap_table(&[]) }, Err(Errno::EINVAL));
     }
 }

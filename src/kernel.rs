@@ -15,12 +15,15 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cmdline;
 use crate::drivers::console::ConsoleError;
+use crate::event;
 use crate::hypercall::{self, ShutdownReason};
+use crate::kscenario;
 use crate::platform::Platform;
 use crate::print;
 use crate::println;
 use crate::scenario::{self, Verdict};
 use crate::start_info::c_str;
+use crate::time;
 
 /// Enter the kernel with a platform description; never returns.
 pub fn start(platform: &Platform) -> ! {
@@ -42,6 +45,15 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         platform.kind.name()
     );
     print_xen_version();
+    // Events are up (entry path); timers need VIRQ_TIMER bound before
+    // anything sleeps.
+    match time::init() {
+        Ok(port) => println!(
+            "time: VIRQ_TIMER port {port}, upcalls {}",
+            on_off(event::upcalls_enabled())
+        ),
+        Err(e) => println!("error: time: {e}"),
+    }
     println!(
         "start_info: magic {:?} nr_pages {} flags {:#x}",
         Bytes(platform.magic()),
@@ -58,7 +70,10 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         }
     };
     println!("test: {}", opts.test.name());
-    scenario::run(opts.test, &mut KernelEnv)
+    match kscenario::run(opts.test) {
+        Some(v) => v,
+        None => scenario::run(opts.test, &mut KernelEnv),
+    }
 }
 
 /// Scenario environment backed by the PV console.
@@ -73,6 +88,14 @@ impl scenario::Env for KernelEnv {
             ConsoleError::Timeout => "timeout",
             ConsoleError::BadIndex { .. } => "bad console ring index",
         })
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
     }
 }
 

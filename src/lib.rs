@@ -34,5 +34,9 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
+pub mod kscenario;
+#[cfg(target_os = "none")]
+pub mod pv_entry;
+#[cfg(target_os = "none")]
 #[macro_use]
 pub mod print;

@@ -14,12 +14,14 @@ use std::time::Instant;
 
 use lab::Scenario;
 
+mod events;
 mod lab_selftest;
 mod peers_loopback;
 mod pv_boot;
 
 const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("lab_selftest", lab_selftest::scenarios),
+    ("events", events::scenarios),
     ("pv_boot", pv_boot::scenarios),
     ("peers_loopback", peers_loopback::scenarios),
 ];
@@ -53,7 +55,10 @@ fn main() -> ExitCode {
         println!("nested: no scenario matches XF_ONLY={only:?}");
         return ExitCode::SUCCESS;
     }
-    println!("nested: running {} scenario(s) in one lab boot", scenarios.len());
+    println!(
+        "nested: running {} scenario(s) in one lab boot",
+        scenarios.len()
+    );
 
     let report = match lab::run_suite(scenarios) {
         Ok(r) => r,
@@ -69,7 +74,15 @@ fn main() -> ExitCode {
 
     println!();
     for o in &report.outcomes {
-        println!("test {} ... {}", o.name, if o.passed() { o.status().to_string() } else { format!("FAILED ({})", o.status()) });
+        println!(
+            "test {} ... {}",
+            o.name,
+            if o.passed() {
+                o.status().to_string()
+            } else {
+                format!("FAILED ({})", o.status())
+            }
+        );
         if !o.passed() {
             for f in &o.failures {
                 println!("    failure: {f}");
