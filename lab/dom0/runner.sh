@@ -18,9 +18,13 @@ sendfile() {
     _f=$3; [ -f "$_f" ] || return 0
     _size=$(wc -c <"$_f"); _trunc=0
     if [ "$_size" -gt "$CAP" ]; then _trunc=1; head -c "$CAP" "$_f" >/tmp/xfer; _f=/tmp/xfer; fi
+    _sum=$(sha256sum "$_f"); _sum=${_sum%% *}
     echo "XFLAB:file $1 $2 $_size $_trunc ${4:-}"
-    base64 "$_f" | sed 's/^/XFLAB:b64 /'
-    echo "XFLAB:endfile $1"
+    # One echo (one write, one Xen console chunk of <128 bytes) per line, so Xen's own
+    # messages can only land between lines, never inside one.
+    # gzip first: the serial line runs at 115200 baud (~11 KB/s).
+    gzip -1 -c "$_f" | base64 | while IFS= read -r _l; do echo "XFLAB:b64 $_l"; done
+    echo "XFLAB:endfile $1 $_sum gz"
 }
 
 scan_faults() { # <n> <file> <label>

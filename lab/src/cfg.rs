@@ -4,31 +4,163 @@ use std::path::{Path, PathBuf};
 
 /// Keys accepted by xl in Xen 4.17 (xl.cfg(5)); anything else is rejected before boot.
 pub const KNOWN_KEYS: &[&str] = &[
-    "name", "uuid", "type", "builder", "pvh", "pool", "vcpus", "maxvcpus", "cpus", "cpus_soft",
-    "cpu_weight", "cap", "memory", "maxmem", "vnuma", "on_poweroff", "on_reboot", "on_watchdog",
-    "on_crash", "on_soft_reset", "direct_io_safe", "e820_host", "driver_domain", "device_tree",
-    "passthrough", "xend_suspend_evtchn_compat", "vmtrace_buf_kb", "vpmu", "kernel", "ramdisk",
-    "cmdline", "root", "extra", "bootloader", "bootloader_args", "firmware", "pvshim",
-    "pvshim_path", "pvshim_cmdline", "pvshim_extra", "disk", "vif", "vtpm", "vfb", "channel",
-    "rdm", "usbctrl", "usbdev", "pci", "pci_permissive", "pci_msitranslate", "pci_seize",
-    "pci_power_mgmt", "gfx_passthru", "rdm_mem_boundary", "ioports", "iomem", "irqs",
-    "max_grant_frames", "max_maptrack_frames", "max_grant_version", "max_event_channels",
-    "nomigrate", "dtdev", "p9", "pvcalls", "vdispl", "vsnd", "vkb", "virtio", "tee",
-    "gic_version", "vuart", "nr_spis", "mca_caps", "acpi", "acpi_s3", "acpi_s4",
-    "acpi_laptop_slate", "apic", "pae", "hap", "oos", "shadow_memory", "nestedhvm", "altp2m",
-    "altp2mhvm", "hpet", "viridian", "timer_mode", "tsc_mode", "localtime", "rtc_timeoffset",
-    "vpt_align", "serial", "vga", "videoram", "stdvga", "vnc", "vnclisten", "vncdisplay",
-    "vncunused", "vncpasswd", "keymap", "sdl", "opengl", "display", "xauthority", "nographic",
-    "spice", "spicehost", "spiceport", "spicetls_port", "spicedisable_ticketing", "spicepasswd",
-    "spiceagent_mouse", "spicevdagent", "spice_clipboard_sharing", "spiceusbredirection",
-    "spice_image_compression", "spice_streaming_video", "boot", "soundhw", "usb", "usbdevice",
-    "vkb_device", "xen_platform_pci", "device_model_version", "device_model_override",
-    "device_model_stubdomain_override", "device_model_stubdomain_seclabel", "device_model_args",
-    "device_model_args_pv", "device_model_args_hvm", "device_model_user", "stubdomain_kernel",
-    "stubdomain_ramdisk", "stubdomain_memory", "cpuid", "seclabel", "init_seclabel", "bios",
-    "bios_path_override", "smbios_firmware", "acpi_firmware", "ms_vm_genid", "hdtype",
-    "mmio_hole", "dm_restrict", "vcpu_hard_affinity", "vcpu_soft_affinity", "sched",
-    "suppress_vmdesc", "trap_unmapped_accesses", "vencrypt", "arm_sve_vl", "qxl",
+    "name",
+    "uuid",
+    "type",
+    "builder",
+    "pvh",
+    "pool",
+    "vcpus",
+    "maxvcpus",
+    "cpus",
+    "cpus_soft",
+    "cpu_weight",
+    "cap",
+    "memory",
+    "maxmem",
+    "vnuma",
+    "on_poweroff",
+    "on_reboot",
+    "on_watchdog",
+    "on_crash",
+    "on_soft_reset",
+    "direct_io_safe",
+    "e820_host",
+    "driver_domain",
+    "device_tree",
+    "passthrough",
+    "xend_suspend_evtchn_compat",
+    "vmtrace_buf_kb",
+    "vpmu",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "root",
+    "extra",
+    "bootloader",
+    "bootloader_args",
+    "firmware",
+    "pvshim",
+    "pvshim_path",
+    "pvshim_cmdline",
+    "pvshim_extra",
+    "disk",
+    "vif",
+    "vtpm",
+    "vfb",
+    "channel",
+    "rdm",
+    "usbctrl",
+    "usbdev",
+    "pci",
+    "pci_permissive",
+    "pci_msitranslate",
+    "pci_seize",
+    "pci_power_mgmt",
+    "gfx_passthru",
+    "rdm_mem_boundary",
+    "ioports",
+    "iomem",
+    "irqs",
+    "max_grant_frames",
+    "max_maptrack_frames",
+    "max_grant_version",
+    "max_event_channels",
+    "nomigrate",
+    "dtdev",
+    "p9",
+    "pvcalls",
+    "vdispl",
+    "vsnd",
+    "vkb",
+    "virtio",
+    "tee",
+    "gic_version",
+    "vuart",
+    "nr_spis",
+    "mca_caps",
+    "acpi",
+    "acpi_s3",
+    "acpi_s4",
+    "acpi_laptop_slate",
+    "apic",
+    "pae",
+    "hap",
+    "oos",
+    "shadow_memory",
+    "nestedhvm",
+    "altp2m",
+    "altp2mhvm",
+    "hpet",
+    "viridian",
+    "timer_mode",
+    "tsc_mode",
+    "localtime",
+    "rtc_timeoffset",
+    "vpt_align",
+    "serial",
+    "vga",
+    "videoram",
+    "stdvga",
+    "vnc",
+    "vnclisten",
+    "vncdisplay",
+    "vncunused",
+    "vncpasswd",
+    "keymap",
+    "sdl",
+    "opengl",
+    "display",
+    "xauthority",
+    "nographic",
+    "spice",
+    "spicehost",
+    "spiceport",
+    "spicetls_port",
+    "spicedisable_ticketing",
+    "spicepasswd",
+    "spiceagent_mouse",
+    "spicevdagent",
+    "spice_clipboard_sharing",
+    "spiceusbredirection",
+    "spice_image_compression",
+    "spice_streaming_video",
+    "boot",
+    "soundhw",
+    "usb",
+    "usbdevice",
+    "vkb_device",
+    "xen_platform_pci",
+    "device_model_version",
+    "device_model_override",
+    "device_model_stubdomain_override",
+    "device_model_stubdomain_seclabel",
+    "device_model_args",
+    "device_model_args_pv",
+    "device_model_args_hvm",
+    "device_model_user",
+    "stubdomain_kernel",
+    "stubdomain_ramdisk",
+    "stubdomain_memory",
+    "cpuid",
+    "seclabel",
+    "init_seclabel",
+    "bios",
+    "bios_path_override",
+    "smbios_firmware",
+    "acpi_firmware",
+    "ms_vm_genid",
+    "hdtype",
+    "mmio_hole",
+    "dm_restrict",
+    "vcpu_hard_affinity",
+    "vcpu_soft_affinity",
+    "sched",
+    "suppress_vmdesc",
+    "trap_unmapped_accesses",
+    "vencrypt",
+    "arm_sve_vl",
+    "qxl",
 ];
 
 /// One `key = value` statement of an xl config (value as written, quotes kept).
@@ -55,7 +187,10 @@ pub fn parse(text: &str) -> Result<Vec<Stmt>, String> {
             if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("line {start_line}: bad key `{}`", k.trim()));
             }
-            out.push(Stmt { key, value: v.trim().to_string() });
+            out.push(Stmt {
+                key,
+                value: v.trim().to_string(),
+            });
         }
         cur.clear();
         Ok(())
@@ -109,7 +244,9 @@ pub fn unknown_keys(stmts: &[Stmt]) -> Vec<String> {
 /// Strip one level of quotes from a config value.
 pub fn unquote(v: &str) -> String {
     let v = v.trim();
-    if v.len() >= 2 && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\'')) {
+    if v.len() >= 2
+        && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
+    {
         v[1..v.len() - 1].to_string()
     } else {
         v.to_string()
@@ -152,7 +289,11 @@ pub fn rewrite(
                 cfg_ramdisk = Some(if p.is_absolute() { p } else { cfg_dir.join(p) });
             }
             "extra" | "cmdline" => cfg_extra = Some(unquote(&s.value)),
-            _ => lines.push(format!("{} = {}", s.key, s.value.replace("@FILES@", files_dir))),
+            _ => lines.push(format!(
+                "{} = {}",
+                s.key,
+                s.value.replace("@FILES@", files_dir)
+            )),
         }
     }
     lines.insert(0, format!("name = {}", quote(dom_name)));
@@ -167,10 +308,19 @@ pub fn rewrite(
     if let Some(e) = extra {
         lines.push(format!("extra = {}", quote(&e)));
     }
-    for k in ["on_poweroff", "on_reboot", "on_crash", "on_watchdog", "on_soft_reset"] {
+    for k in [
+        "on_poweroff",
+        "on_reboot",
+        "on_crash",
+        "on_watchdog",
+        "on_soft_reset",
+    ] {
         lines.push(format!("{k} = \"preserve\""));
     }
-    Rewritten { text: lines.join("\n") + "\n", cfg_ramdisk }
+    Rewritten {
+        text: lines.join("\n") + "\n",
+        cfg_ramdisk,
+    }
 }
 
 #[cfg(test)]

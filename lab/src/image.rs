@@ -7,17 +7,36 @@ use crate::util::{self, qp, sh};
 use crate::LabError;
 
 /// Modules Dom0 loads, in order (modprobe resolves their dependencies).
-pub const DOM0_MODULES: &[&str] =
-    &["xen-privcmd", "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xenfs", "xen-blkback", "xen-netback", "loop", "bridge"];
+pub const DOM0_MODULES: &[&str] = &[
+    "xen-privcmd",
+    "xen-evtchn",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "xenfs",
+    "xen-blkback",
+    "xen-netback",
+    "loop",
+    "bridge",
+];
 
 /// Bump when the image layout changes without any input file changing.
 const IMAGE_REV: &str = "dom0-image-v1";
 
 /// Binaries whose shared libraries must all resolve inside the image.
 const LIB_CHECK: &[&str] = &[
-    "/usr/lib/xen-4.17/bin/xl", "/usr/lib/xen-4.17/bin/xenstored", "/usr/lib/xen-4.17/bin/xenconsoled",
-    "/usr/lib/xen-4.17/bin/xen-init-dom0", "/usr/lib/xen-4.17/bin/vchan-socket-proxy", "/usr/bin/xenstore-read",
-    "/bin/bash", "/bin/ip", "/sbin/losetup", "/usr/bin/flock", "/usr/bin/stat", "/usr/bin/socat", "/bin/kmod",
+    "/usr/lib/xen-4.17/bin/xl",
+    "/usr/lib/xen-4.17/bin/xenstored",
+    "/usr/lib/xen-4.17/bin/xenconsoled",
+    "/usr/lib/xen-4.17/bin/xen-init-dom0",
+    "/usr/lib/xen-4.17/bin/vchan-socket-proxy",
+    "/usr/bin/xenstore-read",
+    "/bin/bash",
+    "/bin/ip",
+    "/sbin/losetup",
+    "/usr/bin/flock",
+    "/usr/bin/stat",
+    "/usr/bin/socat",
+    "/bin/kmod",
 ];
 
 /// Everything QEMU needs to boot the lab.
@@ -35,7 +54,10 @@ pub struct Artifacts {
 }
 
 fn inputs_hash(lock: &[Locked]) -> Result<String, LabError> {
-    let init = util::io(std::fs::read(util::lab_dir().join("dom0/init")), "lab/dom0/init")?;
+    let init = util::io(
+        std::fs::read(util::lab_dir().join("dom0/init")),
+        "lab/dom0/init",
+    )?;
     let mut data = Vec::new();
     data.extend_from_slice(IMAGE_REV.as_bytes());
     for l in lock {
@@ -58,19 +80,36 @@ pub fn prepare() -> Result<Artifacts, LabError> {
         busybox: c.join(format!("busybox-{h}")),
         hash: h.clone(),
     };
-    if [&a.xen, &a.vmlinuz, &a.dom0_initrd, &a.busybox].iter().all(|p| p.exists()) {
+    if [&a.xen, &a.vmlinuz, &a.dom0_initrd, &a.busybox]
+        .iter()
+        .all(|p| p.exists())
+    {
         return Ok(a);
     }
     util::ensure_host_tools()?;
     let t0 = std::time::Instant::now();
-    eprintln!("lab: building Dom0 image {} (inputs hash {h})", a.dom0_initrd.display());
+    eprintln!(
+        "lab: building Dom0 image {} (inputs hash {h})",
+        a.dom0_initrd.display()
+    );
     let tmp = c.join(format!("build-{h}-{}", std::process::id()));
-    let debs: Vec<String> = lock.iter().map(|l| qp(&pkgs::debs_dir().join(&l.file))).collect();
-    let excludes = ["./boot", "./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/share/info", "./lib/modules", "./usr/lib/modules"]
+    let debs: Vec<String> = lock
         .iter()
-        .map(|e| format!("--exclude={e}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+        .map(|l| qp(&pkgs::debs_dir().join(&l.file)))
+        .collect();
+    let excludes = [
+        "./boot",
+        "./usr/share/doc",
+        "./usr/share/man",
+        "./usr/share/locale",
+        "./usr/share/info",
+        "./lib/modules",
+        "./usr/lib/modules",
+    ]
+    .iter()
+    .map(|e| format!("--exclude={e}"))
+    .collect::<Vec<_>>()
+    .join(" ");
     let lib_check = if util::is_root() {
         format!(
             "for b in {}; do out=$(chroot \"$T/img\" /lib64/ld-linux-x86-64.so.2 --list \"$b\" 2>&1) || {{ echo \"lib check: $b: $out\" >&2; exit 1; }}; \
@@ -123,8 +162,14 @@ for f in {initrd} {xen} {vmlinuz} {busybox}; do mv "$f.tmp" "$f"; done
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let size = std::fs::metadata(&a.dom0_initrd).map(|m| m.len()).unwrap_or(0);
-    eprintln!("lab: Dom0 image built in {:.1} s ({} MB)", t0.elapsed().as_secs_f64(), size / 1_000_000);
+    let size = std::fs::metadata(&a.dom0_initrd)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "lab: Dom0 image built in {:.1} s ({} MB)",
+        t0.elapsed().as_secs_f64(),
+        size / 1_000_000
+    );
     Ok(a)
 }
 
@@ -180,13 +225,17 @@ pub fn check_kernel(p: &Path) -> Result<(), String> {
     use std::io::Read;
     let mut f = std::fs::File::open(p).map_err(|e| format!("kernel {}: {e}", p.display()))?;
     let mut buf = vec![0u8; 0x210];
-    let n = f.read(&mut buf).map_err(|e| format!("kernel {}: {e}", p.display()))?;
+    let n = f
+        .read(&mut buf)
+        .map_err(|e| format!("kernel {}: {e}", p.display()))?;
     if n >= 4 && &buf[..4] == b"\x7fELF" {
         return Ok(());
     }
     if n >= 0x206 && &buf[0x202..0x206] == b"HdrS" {
         return Ok(());
     }
-    Err(format!("kernel {} is not an ELF file (nor a Linux bzImage)", p.display()))
+    Err(format!(
+        "kernel {} is not an ELF file (nor a Linux bzImage)",
+        p.display()
+    ))
 }
-

@@ -121,7 +121,11 @@ impl fmt::Debug for Scenario {
 
 impl Scenario {
     /// A scenario expecting the guest to power off within 120 s.
-    pub fn new(name: impl Into<String>, kernel: impl Into<PathBuf>, config: impl Into<PathBuf>) -> Scenario {
+    pub fn new(
+        name: impl Into<String>,
+        kernel: impl Into<PathBuf>,
+        config: impl Into<PathBuf>,
+    ) -> Scenario {
         Scenario {
             name: name.into(),
             kernel: kernel.into(),
@@ -131,7 +135,10 @@ impl Scenario {
             extra: None,
             dom0_script: None,
             files: Vec::new(),
-            expect: Expect { shutdown: Some(Shutdown::Poweroff), ..Expect::default() },
+            expect: Expect {
+                shutdown: Some(Shutdown::Poweroff),
+                ..Expect::default()
+            },
             timeout: Duration::from_secs(120),
             check: None,
         }
@@ -181,7 +188,10 @@ impl Scenario {
     pub fn timeout_secs(self, s: u64) -> Self {
         self.timeout(Duration::from_secs(s))
     }
-    pub fn check(mut self, f: impl Fn(&Outcome) -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn check(
+        mut self,
+        f: impl Fn(&Outcome) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
         self.check = Some(Box::new(f));
         self
     }
@@ -270,7 +280,8 @@ pub struct Report {
 }
 
 fn fmt_d(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.2}s", d.as_secs_f64())).unwrap_or_else(|| "-".into())
+    d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+        .unwrap_or_else(|| "-".into())
 }
 
 impl Report {
@@ -290,10 +301,23 @@ impl Report {
             fmt_d(self.t_ready),
             self.t_total.as_secs_f64()
         );
-        let w = self.outcomes.iter().map(|o| o.name.len()).max().unwrap_or(4).max(8);
+        let w = self
+            .outcomes
+            .iter()
+            .map(|o| o.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(8);
         s += &format!(
             "{:w$}  {:10}  {:10}  {:>8}  {:>12}  {:>13}  {:>9}  {}\n",
-            "scenario", "result", "shutdown", "create", "create→1st", "unpause→1st", "→gone", "notes"
+            "scenario",
+            "result",
+            "shutdown",
+            "create",
+            "create→1st",
+            "unpause→1st",
+            "→gone",
+            "notes"
         );
         for o in &self.outcomes {
             let mut notes = Vec::new();
@@ -309,7 +333,9 @@ impl Report {
                 "{:w$}  {:10}  {:10}  {:>8}  {:>12}  {:>13}  {:>9}  {}\n",
                 o.name,
                 o.status(),
-                o.shutdown.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                o.shutdown
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 fmt_d(o.t_create),
                 fmt_d(o.t_create_first_line),
                 fmt_d(o.t_unpause_first_line),
@@ -333,15 +359,25 @@ pub enum LabError {
     /// Preparing inputs failed (packages, lock, image build, host tools).
     Setup(String),
     /// Xen or Dom0 did not come up, or Dom0 stopped answering: `LAB FAILED: <stage>`.
-    Failed { stage: String, serial_log: PathBuf, partial: Box<Report> },
+    Failed {
+        stage: String,
+        serial_log: PathBuf,
+        partial: Box<Report>,
+    },
 }
 
 impl fmt::Display for LabError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LabError::Setup(s) => write!(f, "LAB SETUP FAILED: {s}"),
-            LabError::Failed { stage, serial_log, .. } => {
-                write!(f, "LAB FAILED: {stage} (serial log: {})", serial_log.display())
+            LabError::Failed {
+                stage, serial_log, ..
+            } => {
+                write!(
+                    f,
+                    "LAB FAILED: {stage} (serial log: {})",
+                    serial_log.display()
+                )
             }
         }
     }

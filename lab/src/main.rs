@@ -23,13 +23,31 @@ fn main() -> ExitCode {
     };
     let r = match cmd.as_str() {
         "run" => return run(&args[1..]),
-        "fetch" => pkgs::fetch_verified().map(|l| println!("{} packages verified in {}", l.len(), pkgs::debs_dir().display())),
+        "fetch" => pkgs::fetch_verified().map(|l| {
+            println!(
+                "{} packages verified in {}",
+                l.len(),
+                pkgs::debs_dir().display()
+            )
+        }),
         "build" => image::prepare().and_then(|a| {
             let i = image::baseline_initrd(&a)?;
-            println!("xen:        {}\nvmlinuz:    {}\ndom0 image: {}\nguest initrd: {}", a.xen.display(), a.vmlinuz.display(), a.dom0_initrd.display(), i.display());
+            println!(
+                "xen:        {}\nvmlinuz:    {}\ndom0 image: {}\nguest initrd: {}",
+                a.xen.display(),
+                a.vmlinuz.display(),
+                a.dom0_initrd.display(),
+                i.display()
+            );
             Ok(())
         }),
-        "lock" => pkgs::regenerate_lock().map(|l| println!("wrote {} ({} packages)", pkgs::lock_path().display(), l.len())),
+        "lock" => pkgs::regenerate_lock().map(|l| {
+            println!(
+                "wrote {} ({} packages)",
+                pkgs::lock_path().display(),
+                l.len()
+            )
+        }),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -49,17 +67,26 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> ExitCode {
-    let (mut kernel, mut config, mut extra, mut timeout, mut ramdisk) = (None, None, None, 120u64, None);
+    let (mut kernel, mut config, mut extra, mut timeout, mut ramdisk) =
+        (None, None, None, 120u64, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         let r: Result<(), String> = (|| {
             match a.as_str() {
                 "--kernel" => kernel = Some(PathBuf::from(val()?)),
                 "--config" => config = Some(PathBuf::from(val()?)),
                 "--extra" => extra = Some(val()?),
                 "--ramdisk" => ramdisk = Some(PathBuf::from(val()?)),
-                "--timeout" => timeout = val()?.parse().map_err(|_| "--timeout needs whole seconds".to_string())?,
+                "--timeout" => {
+                    timeout = val()?
+                        .parse()
+                        .map_err(|_| "--timeout needs whole seconds".to_string())?
+                }
                 _ => return Err(format!("unknown argument {a:?}")),
             }
             Ok(())
@@ -73,7 +100,9 @@ fn run(args: &[String]) -> ExitCode {
         eprintln!("error: --kernel and --config are required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let mut sc = Scenario::new("run", kernel, config).timeout(Duration::from_secs(timeout)).shutdown(Some(Shutdown::Poweroff));
+    let mut sc = Scenario::new("run", kernel, config)
+        .timeout(Duration::from_secs(timeout))
+        .shutdown(Some(Shutdown::Poweroff));
     if let Some(e) = extra {
         sc = sc.extra(e);
     }
@@ -84,14 +113,16 @@ fn run(args: &[String]) -> ExitCode {
     opts.on_console = Some(Box::new(|_, l| println!("{l}")));
     match lab::run_suite_with(vec![sc], opts) {
         Ok(report) => {
-            eprint!("{}", report.summary());
             let o = &report.outcomes[0];
             if o.failures.iter().any(|f| f.starts_with("host check:")) {
                 eprintln!("error: {}", o.failures.join("; "));
                 return ExitCode::from(2);
             }
+            eprint!("{}", report.summary());
             if !o.lab_faults.is_empty() || !report.lab_faults.is_empty() {
-                eprintln!("warning: lab faults were seen (see above); results may not be trustworthy");
+                eprintln!(
+                    "warning: lab faults were seen (see above); results may not be trustworthy"
+                );
             }
             if o.shutdown == Some(Shutdown::Poweroff) {
                 ExitCode::SUCCESS

@@ -38,7 +38,11 @@ impl RunOptions {
     /// Defaults from the environment: XF_LAB_VERBOSE=1 streams guest consoles to stderr
     /// (prefixed with the scenario name), XF_LAB_SERIAL=1 echoes the whole serial line.
     pub fn from_env() -> RunOptions {
-        let on = |v: &str| std::env::var(v).map(|x| !x.is_empty() && x != "0").unwrap_or(false);
+        let on = |v: &str| {
+            std::env::var(v)
+                .map(|x| !x.is_empty() && x != "0")
+                .unwrap_or(false)
+        };
         RunOptions {
             on_console: if on("XF_LAB_VERBOSE") {
                 Some(Box::new(|n: &str, l: &str| eprintln!("[{n}] {l}")))
@@ -63,7 +67,16 @@ struct Prepared {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(40).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect()
 }
 
 /// Host-side checks and staging of one scenario into `dir` (= /scenarios/<n> in Dom0).
@@ -75,7 +88,8 @@ fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), String
         return Err(format!("kernel {} does not exist", sc.kernel.display()));
     }
     image::check_kernel(&sc.kernel)?;
-    let text = std::fs::read_to_string(&sc.config).map_err(|e| format!("config {}: {e}", sc.config.display()))?;
+    let text = std::fs::read_to_string(&sc.config)
+        .map_err(|e| format!("config {}: {e}", sc.config.display()))?;
     let mut text = text;
     for l in &sc.config_lines {
         text.push('\n');
@@ -84,7 +98,11 @@ fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), String
     let stmts = cfg::parse(&text).map_err(|e| format!("config {}: {e}", sc.config.display()))?;
     let unknown = cfg::unknown_keys(&stmts);
     if !unknown.is_empty() {
-        return Err(format!("config {}: unknown xl config key(s): {}", sc.config.display(), unknown.join(", ")));
+        return Err(format!(
+            "config {}: unknown xl config key(s): {}",
+            sc.config.display(),
+            unknown.join(", ")
+        ));
     }
     let d0 = format!("/scenarios/{n}");
     let cfg_dir = sc.config.parent().unwrap_or(Path::new("."));
@@ -97,7 +115,10 @@ fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), String
     }
     for (p, name) in &sc.files {
         if !p.exists() {
-            return Err(format!("file {} (for $FILES/{name}) does not exist", p.display()));
+            return Err(format!(
+                "file {} (for $FILES/{name}) does not exist",
+                p.display()
+            ));
         }
         if name.is_empty() || name.contains("..") || name.starts_with('/') {
             return Err(format!("bad file name {name:?} for {}", p.display()));
@@ -128,7 +149,9 @@ fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), String
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0o644);
+            let mode = std::fs::metadata(p)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
             let _ = std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode | 0o400));
         }
     }
@@ -153,18 +176,24 @@ fn evaluate(sc: &Scenario, o: &mut Outcome) {
         Some(Shutdown::Timeout) => o.failures.push(format!(
             "timeout: the guest did not shut down within {}s{}",
             sc.timeout.as_secs(),
-            if never_printed { "; the guest never printed to its console" } else { "" }
+            if never_printed {
+                "; the guest never printed to its console"
+            } else {
+                ""
+            }
         )),
         Some(got) => {
             if let Some(want) = sc.expect.shutdown {
                 if got != want {
-                    o.failures.push(format!("shutdown: expected {want}, got {got}"));
+                    o.failures
+                        .push(format!("shutdown: expected {want}, got {got}"));
                 }
             }
         }
         None => {
             if o.failures.is_empty() {
-                o.failures.push("the guest never ran (no shutdown reason reported)".into());
+                o.failures
+                    .push("the guest never ran (no shutdown reason reported)".into());
             }
         }
     }
@@ -173,16 +202,24 @@ fn evaluate(sc: &Scenario, o: &mut Outcome) {
             if !o.console.contains(m.as_str()) {
                 o.failures.push(format!(
                     "console marker not found: {m:?}{}",
-                    if never_printed { " (the guest never printed)" } else { "" }
+                    if never_printed {
+                        " (the guest never printed)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
     }
     if let Some(want) = sc.expect.script_status {
         match (o.script_status, o.script_killed) {
-            (_, true) => o.failures.push("dom0 script still running after its wait bound (killed)".into()),
+            (_, true) => o
+                .failures
+                .push("dom0 script still running after its wait bound (killed)".into()),
             (Some(s), _) if s == want => {}
-            (Some(s), _) => o.failures.push(format!("dom0 script exited with {s}, expected {want}")),
+            (Some(s), _) => o
+                .failures
+                .push(format!("dom0 script exited with {s}, expected {want}")),
             (None, _) => o.failures.push("dom0 script did not run".into()),
         }
     }
@@ -199,14 +236,22 @@ fn evaluate(sc: &Scenario, o: &mut Outcome) {
         }
     }
     if let Some(sub) = &sc.expect.failure {
-        if let Some(f) = o.failures.iter().find(|f| f.contains(sub.as_str())).cloned() {
+        if let Some(f) = o
+            .failures
+            .iter()
+            .find(|f| f.contains(sub.as_str()))
+            .cloned()
+        {
             o.expected_failure = Some(f);
             o.failures.clear();
         } else if o.failures.is_empty() {
-            o.failures.push(format!("expected a failure containing {sub:?}, but the scenario passed"));
+            o.failures.push(format!(
+                "expected a failure containing {sub:?}, but the scenario passed"
+            ));
         } else {
             let got = o.failures.join("; ");
-            o.failures.push(format!("expected a failure containing {sub:?}, got: {got}"));
+            o.failures
+                .push(format!("expected a failure containing {sub:?}, got: {got}"));
         }
     }
 }
@@ -226,23 +271,44 @@ struct FileRx {
 /// Boot the lab once and run `scenarios` in order.
 pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<Report, LabError> {
     let t_total = Instant::now();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let run_dir = util::out_dir().join(format!("run-{stamp}-{}", std::process::id()));
     let overlay = run_dir.join("overlay");
-    util::io(std::fs::create_dir_all(overlay.join("scenarios")), run_dir.display())?;
-    util::io(std::fs::create_dir_all(overlay.join("lab")), run_dir.display())?;
+    util::io(
+        std::fs::create_dir_all(overlay.join("scenarios")),
+        run_dir.display(),
+    )?;
+    util::io(
+        std::fs::create_dir_all(overlay.join("lab")),
+        run_dir.display(),
+    )?;
 
-    let mut report = Report { run_dir: Some(run_dir.clone()), ..Report::default() };
+    let mut report = Report {
+        run_dir: Some(run_dir.clone()),
+        ..Report::default()
+    };
     let mut outcomes: Vec<Option<Outcome>> = Vec::new();
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (n, sc) in scenarios.into_iter().enumerate() {
         let domain = format!("xf{n}-{}", sanitize(&sc.name));
-        let mut o = Outcome { name: sc.name.clone(), domain: domain.clone(), ..Outcome::default() };
+        let mut o = Outcome {
+            name: sc.name.clone(),
+            domain: domain.clone(),
+            ..Outcome::default()
+        };
         let r = if !seen.insert(sc.name.clone()) {
             Err(format!("duplicate scenario name {:?}", sc.name))
         } else {
-            stage(&sc, n, &domain, &overlay.join("scenarios").join(n.to_string()))
+            stage(
+                &sc,
+                n,
+                &domain,
+                &overlay.join("scenarios").join(n.to_string()),
+            )
         };
         match r {
             Ok(()) => {
@@ -262,15 +328,23 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
         report
     };
     if prepared.is_empty() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+        report.run_dir = None;
         return Ok(finish(report, outcomes, t_total));
     }
 
     util::ensure_host_tools()?;
     let art = image::prepare()?;
     let manifest: String = prepared.iter().map(|p| format!("{}\n", p.idx)).collect();
-    util::io(std::fs::write(overlay.join("scenarios/manifest"), manifest), "manifest")?;
+    util::io(
+        std::fs::write(overlay.join("scenarios/manifest"), manifest),
+        "manifest",
+    )?;
     let runner = util::lab_dir().join("dom0/runner.sh");
-    util::io(std::fs::copy(&runner, overlay.join("lab/runner.sh")), runner.display())?;
+    util::io(
+        std::fs::copy(&runner, overlay.join("lab/runner.sh")),
+        runner.display(),
+    )?;
     let initrd = run_dir.join("initrd.cpio.gz");
     sh(&format!(
         "set -e; cd {ov}; chmod 755 lab/runner.sh; find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > ../overlay.cpio.gz; \
@@ -283,21 +357,54 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
 
     let serial_path = run_dir.join("serial.log");
     report.serial_log = Some(serial_path.clone());
-    eprintln!("lab: booting Xen + Dom0 ({} scenario(s)); serial log: {}", prepared.len(), serial_path.display());
+    eprintln!(
+        "lab: booting Xen + Dom0 ({} scenario(s)); serial log: {}",
+        prepared.len(),
+        serial_path.display()
+    );
 
-    let xen_cmdline = format!("console=com1 com1=115200 dom0_mem=1024M loglvl=all guest_loglvl=all {}", opts.xen_args);
-    let stderr_file = util::io(std::fs::File::create(run_dir.join("qemu.stderr")), "qemu.stderr")?;
+    let xen_cmdline = format!(
+        "console=com1 com1=115200 dom0_mem=1024M loglvl=all guest_loglvl=all {}",
+        opts.xen_args
+    );
+    let stderr_file = util::io(
+        std::fs::File::create(run_dir.join("qemu.stderr")),
+        "qemu.stderr",
+    )?;
     let t_qemu = Instant::now();
     let mut child: Child = util::io(
         Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-cpu", "qemu64,+npt", "-m", "2048", "-smp", "2"])
-            .args(["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+            .args([
+                "-accel",
+                "tcg",
+                "-cpu",
+                "qemu64,+npt",
+                "-m",
+                "2048",
+                "-smp",
+                "2",
+            ])
+            .args([
+                "-display",
+                "none",
+                "-vga",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+            ])
             .arg("-kernel")
             .arg(&art.xen)
             .arg("-append")
             .arg(xen_cmdline.trim())
             .arg("-initrd")
-            .arg(format!("{} console=hvc0 earlyprintk=xen,{}", art.vmlinuz.display(), initrd.display()))
+            .arg(format!(
+                "{} console=hvc0 earlyprintk=xen,{}",
+                art.vmlinuz.display(),
+                initrd.display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr_file)
@@ -353,19 +460,37 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
 
     loop {
         let (budget, what) = match st {
-            St::Xen => (T_XEN, "Xen did not start (no Xen output on the serial line)".to_string()),
+            St::Xen => (
+                T_XEN,
+                "Xen did not start (no Xen output on the serial line)".to_string(),
+            ),
             St::Dom0Kernel => (T_DOM0_KERNEL, "Dom0 kernel did not start".to_string()),
             St::Dom0Init => (T_DOM0_INIT, "Dom0 /init did not run".to_string()),
-            St::Toolstack => (T_TOOLSTACK, "Dom0 toolstack did not come up (xl info)".to_string()),
+            St::Toolstack => (
+                T_TOOLSTACK,
+                "Dom0 toolstack did not come up (xl info)".to_string(),
+            ),
             St::Between => (
                 T_SCENARIO_SLACK,
-                format!("Dom0 did not start scenario {}", prepared.get(next_pos).map(|p| p.sc.name.as_str()).unwrap_or("?")),
+                format!(
+                    "Dom0 did not start scenario {}",
+                    prepared
+                        .get(next_pos)
+                        .map(|p| p.sc.name.as_str())
+                        .unwrap_or("?")
+                ),
             ),
             St::InScenario(n) => {
                 let p = by_idx(n).unwrap();
-                (p.sc.timeout + T_SCENARIO_SLACK, format!("Dom0 stopped answering during scenario {}", p.sc.name))
+                (
+                    p.sc.timeout + T_SCENARIO_SLACK,
+                    format!("Dom0 stopped answering during scenario {}", p.sc.name),
+                )
             }
-            St::Done => (T_DONE, "Dom0 did not finish after the last scenario".to_string()),
+            St::Done => (
+                T_DONE,
+                "Dom0 did not finish after the last scenario".to_string(),
+            ),
         };
         let left = budget.saturating_sub(stage_start.elapsed());
         let line = match rx.recv_timeout(left) {
@@ -418,7 +543,10 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
             }
             "ready" => {
                 report.t_ready = Some(t_qemu.elapsed());
-                eprintln!("lab: Dom0 ready after {:.1}s", t_qemu.elapsed().as_secs_f64());
+                eprintln!(
+                    "lab: Dom0 ready after {:.1}s",
+                    t_qemu.elapsed().as_secs_f64()
+                );
                 st = St::Between;
                 stage_start = Instant::now();
             }
@@ -428,12 +556,19 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
             }
             "fault" => match n.and_then(|n| live.get_mut(&n)) {
                 Some(o) => o.lab_faults.push(tail),
-                None => report.lab_faults.push(if n.is_none() { rest.trim_start_matches("- ").to_string() } else { tail }),
+                None => report.lab_faults.push(if n.is_none() {
+                    rest.trim_start_matches("- ").to_string()
+                } else {
+                    tail
+                }),
             },
             "begin" => {
                 if let Some(n) = n {
                     let p = by_idx(n);
-                    let mut o = Outcome { name: p.map(|p| p.sc.name.clone()).unwrap_or_default(), ..Outcome::default() };
+                    let mut o = Outcome {
+                        name: p.map(|p| p.sc.name.clone()).unwrap_or_default(),
+                        ..Outcome::default()
+                    };
                     o.domain = p.map(|p| p.domain.clone()).unwrap_or_default();
                     eprintln!("lab: scenario {} ...", o.name);
                     live.insert(n, o);
@@ -471,13 +606,30 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
             }
             "endfile" => {
                 if let Some(f) = file.take() {
-                    let data = util::base64_decode(&f.b64);
+                    let (want_sum, enc) = tail.trim().split_once(' ').unwrap_or((tail.trim(), ""));
+                    let mut data = util::base64_decode(&f.b64);
+                    if enc == "gz" {
+                        data = util::gunzip(&data).unwrap_or_default();
+                    }
                     let text = String::from_utf8_lossy(&data).into_owned();
                     if let Some(o) = live.get_mut(&f.n) {
-                        let label = if f.name.is_empty() { f.kind.clone() } else { format!("{}:{}", f.kind, f.name) };
+                        let label = if f.name.is_empty() {
+                            f.kind.clone()
+                        } else {
+                            format!("{}:{}", f.kind, f.name)
+                        };
+                        if !want_sum.is_empty()
+                            && util::sha256_bytes(&data).ok().as_deref() != Some(want_sum)
+                        {
+                            o.lab_faults.push(format!(
+                                "serial transfer of {label} corrupted (sha256 mismatch, {} bytes received)",
+                                data.len()
+                            ));
+                        }
                         if f.truncated {
                             o.truncated.push(label.clone());
-                            o.notes.push(format!("{label} truncated at {FILE_CAP} bytes"));
+                            o.notes
+                                .push(format!("{label} truncated at {FILE_CAP} bytes"));
                         }
                         match f.kind.as_str() {
                             "console" => {
@@ -546,12 +698,18 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                             "lab: scenario {} {} ({}; {:.1}s)",
                             o.name,
                             o.status(),
-                            o.shutdown.map(|s| s.to_string()).unwrap_or("not run".into()),
+                            o.shutdown
+                                .map(|s| s.to_string())
+                                .unwrap_or("not run".into()),
                             o.wall.unwrap_or_default().as_secs_f64()
                         );
                         outcomes[n] = Some(o);
                         next_pos += 1;
-                        st = if next_pos >= prepared.len() { St::Done } else { St::Between };
+                        st = if next_pos >= prepared.len() {
+                            St::Done
+                        } else {
+                            St::Between
+                        };
                         stage_start = Instant::now();
                     }
                     _ => {}
@@ -569,7 +727,9 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                 let _ = child.kill();
                 let _ = child.wait();
                 if fail.is_none() {
-                    report.lab_faults.push("QEMU did not exit after Dom0 powered off (killed)".into());
+                    report
+                        .lab_faults
+                        .push("QEMU did not exit after Dom0 powered off (killed)".into());
                 }
                 break;
             }
@@ -578,11 +738,15 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
     }
     drop(rx);
     let _ = reader.join();
+    // The combined initrd is large and reproducible; keep only the logs.
+    let _ = std::fs::remove_file(&initrd);
+    let _ = std::fs::remove_file(run_dir.join("overlay.cpio.gz"));
 
     if let Some(stage) = fail {
         for (n, o) in live {
             let mut o = o;
-            o.failures.push(format!("lab failed during this scenario: {stage}"));
+            o.failures
+                .push(format!("lab failed during this scenario: {stage}"));
             outcomes[n] = Some(o);
         }
         for p in &prepared {
@@ -597,7 +761,11 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
             }
         }
         let report = finish(report, outcomes, t_total);
-        return Err(LabError::Failed { stage, serial_log: serial_path, partial: Box::new(report) });
+        return Err(LabError::Failed {
+            stage,
+            serial_log: serial_path,
+            partial: Box::new(report),
+        });
     }
     Ok(finish(report, outcomes, t_total))
 }

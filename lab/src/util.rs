@@ -8,7 +8,10 @@ use crate::LabError;
 
 /// Repository root (the workspace containing this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The lab crate's directory (lab/).
@@ -23,22 +26,35 @@ pub fn cache_dir() -> PathBuf {
     }
     let base = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache")
+        });
     base.join("xenfront")
 }
 
 /// target/lab (honours CARGO_TARGET_DIR).
 pub fn out_dir() -> PathBuf {
-    let t = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
+    let t = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
     t.join("lab")
 }
 
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 pub fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd} >/dev/null 2>&1")).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Run a shell command; error with its stderr when it fails.
@@ -53,7 +69,18 @@ pub fn sh(script: &str) -> Result<String, LabError> {
         return Err(LabError::Setup(format!(
             "command failed ({}): {}\n{}",
             o.status,
-            if script.len() > 300 { format!("{}…", &script[..script.char_indices().nth(300).map(|c| c.0).unwrap_or(script.len())]) } else { script.to_string() },
+            if script.len() > 300 {
+                format!(
+                    "{}…",
+                    &script[..script
+                        .char_indices()
+                        .nth(300)
+                        .map(|c| c.0)
+                        .unwrap_or(script.len())]
+                )
+            } else {
+                script.to_string()
+            },
             String::from_utf8_lossy(&o.stderr).trim()
         )));
     }
@@ -80,9 +107,19 @@ pub fn sha256_bytes(data: &[u8]) -> Result<String, LabError> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| LabError::Setup(format!("sha256sum: {e}")))?;
-    c.stdin.take().unwrap().write_all(data).map_err(|e| LabError::Setup(e.to_string()))?;
-    let o = c.wait_with_output().map_err(|e| LabError::Setup(e.to_string()))?;
-    Ok(String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string())
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(data)
+        .map_err(|e| LabError::Setup(e.to_string()))?;
+    let o = c
+        .wait_with_output()
+        .map_err(|e| LabError::Setup(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string())
 }
 
 pub fn base64_decode(text: &str) -> Vec<u8> {
@@ -118,8 +155,17 @@ pub fn io<T>(r: std::io::Result<T>, what: impl std::fmt::Display) -> Result<T, L
 
 /// Make sure the host tools exist; install them with apt as root, else fail clearly.
 pub fn ensure_host_tools() -> Result<(), LabError> {
-    let needed = [("qemu-system-x86_64", "qemu-system-x86"), ("cpio", "cpio"), ("depmod", "kmod"), ("modprobe", "kmod")];
-    let missing: Vec<&str> = needed.iter().filter(|(c, _)| !have(c) && !Path::new(&format!("/sbin/{c}")).exists()).map(|(_, p)| *p).collect();
+    let needed = [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("cpio", "cpio"),
+        ("depmod", "kmod"),
+        ("modprobe", "kmod"),
+    ];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(c, _)| !have(c) && !Path::new(&format!("/sbin/{c}")).exists())
+        .map(|(_, p)| *p)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -135,4 +181,23 @@ pub fn ensure_host_tools() -> Result<(), LabError> {
     eprintln!("lab: installing {} with apt-get", pk.join(" "));
     sh(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {} >&2 || (apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y {} >&2)", pk.join(" "), pk.join(" ")))?;
     Ok(())
+}
+
+/// Decompress gzip data with the host's `gzip -dc`.
+pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, LabError> {
+    let mut c = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| LabError::Setup(format!("gzip: {e}")))?;
+    let mut stdin = c.stdin.take().unwrap();
+    let owned = data.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&owned);
+    });
+    let o = c.wait_with_output().map_err(|e| LabError::Setup(e.to_string()))?;
+    let _ = w.join();
+    Ok(o.stdout)
 }

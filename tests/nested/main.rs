@@ -18,12 +18,14 @@ mod events;
 mod lab_selftest;
 mod peers_loopback;
 mod pv_boot;
+mod services;
 
 const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("lab_selftest", lab_selftest::scenarios),
     ("events", events::scenarios),
     ("pv_boot", pv_boot::scenarios),
     ("peers_loopback", peers_loopback::scenarios),
+    ("services", services::scenarios),
 ];
 
 fn main() -> ExitCode {
