@@ -9,6 +9,7 @@ use lab::{image, pkgs, LabError, RunOptions, Scenario, Shutdown};
 
 const USAGE: &str = "usage:
   lab run --kernel ELF --config CFG [--extra STR] [--timeout SECS] [--ramdisk FILE]
+        (the kernel may also be given as a bare path)
         boot the lab with one scenario, stream the guest console to stdout;
         exit 0 iff the guest powered off (1: it did not, 2: bad input, 3: lab failure)
   lab fetch     download + verify the locked Debian packages (~/.cache/xenfront/debs)
@@ -87,6 +88,8 @@ fn run(args: &[String]) -> ExitCode {
                         .parse()
                         .map_err(|_| "--timeout needs whole seconds".to_string())?
                 }
+                // A bare path is the kernel (so `lab run` can serve as a cargo runner).
+                p if !p.starts_with('-') && kernel.is_none() => kernel = Some(PathBuf::from(p)),
                 _ => return Err(format!("unknown argument {a:?}")),
             }
             Ok(())

@@ -457,6 +457,7 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
     let by_idx = |n: usize| prepared.iter().find(|p| p.idx == n);
     let mut fail: Option<String> = None;
     let mut next_pos = 0usize; // position in `prepared` of the next scenario expected
+    let mut last_lines: std::collections::VecDeque<String> = std::collections::VecDeque::new();
 
     loop {
         let (budget, what) = match st {
@@ -507,6 +508,10 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                 break;
             }
         };
+        if last_lines.len() >= 60 {
+            last_lines.pop_front();
+        }
+        last_lines.push_back(line.clone());
         if opts.echo_serial {
             eprintln!("{line}");
         }
@@ -742,7 +747,10 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
     let _ = std::fs::remove_file(&initrd);
     let _ = std::fs::remove_file(run_dir.join("overlay.cpio.gz"));
 
-    if let Some(stage) = fail {
+    if let Some(mut stage) = fail {
+        if let Some(w) = last_words(&last_lines) {
+            stage = format!("{stage}; last words: {w}");
+        }
         for (n, o) in live {
             let mut o = o;
             o.failures
@@ -768,4 +776,20 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
         });
     }
     Ok(finish(report, outcomes, t_total))
+}
+
+/// The most telling line of a dying machine's last output (Xen or Linux panic).
+fn last_words(lines: &std::collections::VecDeque<String>) -> Option<String> {
+    let v: Vec<&String> = lines.iter().collect();
+    for (i, l) in v.iter().enumerate() {
+        if l.contains("(XEN) Panic on CPU") {
+            return v
+                .get(i + 1)
+                .map(|n| n.trim_start_matches("(XEN) ").trim().to_string());
+        }
+    }
+    v.iter()
+        .rev()
+        .find(|l| l.contains("Kernel panic") || l.contains("XFLAB:abort"))
+        .map(|l| l.trim().to_string())
 }

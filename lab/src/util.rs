@@ -197,7 +197,9 @@ pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, LabError> {
     let w = std::thread::spawn(move || {
         let _ = stdin.write_all(&owned);
     });
-    let o = c.wait_with_output().map_err(|e| LabError::Setup(e.to_string()))?;
+    let o = c
+        .wait_with_output()
+        .map_err(|e| LabError::Setup(e.to_string()))?;
     let _ = w.join();
     Ok(o.stdout)
 }
