@@ -3,3 +3,8 @@
 //! through a small trait, which also makes them testable on the host.
 
 pub mod console;
+pub mod demo;
+pub mod vchan;
+
+#[cfg(test)]
+pub(crate) mod fake_evtchn;

@@ -1,0 +1,960 @@
+//! libxenvchan, both roles, wire-compatible with Xen's `tools/libs/vchan`
+//! (and so with the stock `vchan-socket-proxy`).
+//!
+//! Shared control page (granted by the **server** to the client):
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0  | `left { cons: u32, prod: u32 }`: client writes, server reads |
+//! | 8  | `right { cons: u32, prod: u32 }`: server writes, client reads |
+//! | 16 | `left_order: u16`, 18 `right_order: u16` |
+//! | 20 | `cli_live`, 21 `srv_live`, 22 `cli_notify`, 23 `srv_notify` (u8) |
+//! | 24 | `grants[]: u32`: left's ring pages first, then right's |
+//!
+//! Ring placement by order (log2 of the byte size): 10 → offset 1024 of the
+//! control page, 11 → offset 2048, 12..=20 → `2^(order-12)` separately
+//! granted pages. Indices are free-running `u32`, `idx & (size − 1)`.
+//!
+//! Notify protocol exactly as `io.c`: to ask for a wake-up, OR the bit into
+//! the **peer's** notify byte (`request_notify`), full barrier, re-check.
+//! After producing (data, `wmb`, `prod += n`) or consuming (data, `mb`,
+//! `cons += n`): `mb`, `prev = fetch_and(own byte, !bit)`, send the event
+//! only if `prev & bit`.
+//!
+//! Safety model: our own indices (`cons` of the read ring, `prod` of the
+//! write ring) are kept privately and only written to the page; the peer's
+//! index is read once per check and must satisfy `prod − cons ≤ size`, else
+//! [`VchanError::BadIndex`] and the endpoint stays failed. Orders and grant
+//! counts from a server are validated before anything is mapped (a grant
+//! list may not overlap an in-page ring). Every wait is bounded.
+//!
+//! Hardware and XenStore needs are the [`VchanEnv`] trait (plus the
+//! driver [`Events`]), so host tests run a server and a client against each
+//! other on two threads over heap pages.
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::console::Events;
+use crate::shared::{mb, rmb, wmb, SharedMem, PAGE_SIZE};
+use crate::xenstore::{Perm, PermKind};
+
+const OFF_LEFT: usize = 0;
+const OFF_RIGHT: usize = 8;
+const OFF_LEFT_ORDER: usize = 16;
+const OFF_RIGHT_ORDER: usize = 18;
+const OFF_CLI_LIVE: usize = 20;
+const OFF_SRV_LIVE: usize = 21;
+const OFF_CLI_NOTIFY: usize = 22;
+const OFF_SRV_NOTIFY: usize = 23;
+const OFF_GRANTS: usize = 24;
+
+/// Notify bit: "tell me when you wrote".
+pub const NOTIFY_WRITE: u8 = 1;
+/// Notify bit: "tell me when you read".
+pub const NOTIFY_READ: u8 = 2;
+/// In-page ring of 1 KiB at offset 1024.
+pub const SMALL_ORDER: u16 = 10;
+/// In-page ring of 2 KiB at offset 2048.
+pub const LARGE_ORDER: u16 = 11;
+/// Largest ring: 1 MiB (256 pages).
+pub const MAX_ORDER: u16 = 20;
+const PAGE_SHIFT: u16 = 12;
+/// libxenvchan formats `<path>/event-channel` into 64 bytes (with NUL).
+pub const MAX_KEY_LEN: usize = 63;
+/// Longest single sleep: liveness is re-checked at least this often.
+pub const SLICE_NS: u64 = 100_000_000;
+
+/// `*_live` values.
+pub const LIVE_EXITED: u8 = 0;
+pub const LIVE_CONNECTED: u8 = 1;
+pub const LIVE_NOT_YET: u8 = 2;
+
+/// A failed hypercall or XenStore operation in the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvError {
+    pub what: &'static str,
+    pub detail: String,
+}
+
+impl EnvError {
+    pub fn new(what: &'static str, detail: impl fmt::Display) -> Self {
+        EnvError {
+            what,
+            detail: format!("{detail}"),
+        }
+    }
+}
+
+/// Why a vchan operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VchanError {
+    /// The peer's index violates `prod − cons ≤ size`.
+    BadIndex {
+        ring: &'static str,
+        prod: u32,
+        cons: u32,
+        size: u32,
+    },
+    /// The server's control page has unusable ring orders / grants.
+    BadOrders { left: u16, right: u16 },
+    /// A XenStore key is not a decimal number (or is 0).
+    BadKey { key: &'static str, value: String },
+    /// The server's keys are not (yet) there.
+    NotReady,
+    /// `<path>/event-channel` longer than libxenvchan allows.
+    PathTooLong,
+    /// Requested ring larger than 1 MiB.
+    TooBig,
+    /// The peer closed the connection (or never connected and left).
+    Closed,
+    /// No progress for `ms` milliseconds.
+    Timeout { ms: u64 },
+    /// The environment failed.
+    Env(EnvError),
+}
+
+impl From<EnvError> for VchanError {
+    fn from(e: EnvError) -> Self {
+        VchanError::Env(e)
+    }
+}
+
+impl fmt::Display for VchanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VchanError::BadIndex {
+                ring,
+                prod,
+                cons,
+                size,
+            } => write!(
+                f,
+                "protocol error: {ring} ring prod {prod:#x} cons {cons:#x} exceeds size {size}"
+            ),
+            VchanError::BadOrders { left, right } => {
+                write!(
+                    f,
+                    "protocol error: bad ring orders left {left} right {right}"
+                )
+            }
+            VchanError::BadKey { key, value } => write!(f, "bad XenStore value {key} = {value:?}"),
+            VchanError::NotReady => write!(f, "server keys not present"),
+            VchanError::PathTooLong => write!(f, "XenStore path too long"),
+            VchanError::TooBig => write!(f, "ring larger than 1 MiB"),
+            VchanError::Closed => write!(f, "peer closed"),
+            VchanError::Timeout { ms } => write!(f, "no progress for {ms} ms"),
+            VchanError::Env(e) => write!(f, "{}: {}", e.what, e.detail),
+        }
+    }
+}
+
+/// What the vchan endpoints need from the kernel (grant table, event
+/// channels, XenStore). The [`Events`] half carries notify/clear/wait/now.
+pub trait VchanEnv: Events {
+    /// A page we share (kept until [`unshare_page`](Self::unshare_page)).
+    type Share;
+    /// A foreign page we mapped.
+    type Map;
+    /// Our own domain id.
+    fn self_domid(&mut self) -> Result<u16, EnvError>;
+    /// A zeroed page granted writable to `domid`: (view, grant ref, handle).
+    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Self::Share), EnvError>;
+    /// Revoke the grant; if the peer still maps the page, defer its reuse.
+    fn unshare_page(&mut self, share: Self::Share);
+    /// Map `gref` of `domid` (one page).
+    fn map_page(
+        &mut self,
+        domid: u16,
+        gref: u32,
+        readonly: bool,
+    ) -> Result<(SharedMem, Self::Map), EnvError>;
+    /// Unmap a page; no view of it is used afterwards.
+    fn unmap_page(&mut self, map: Self::Map);
+    /// `EVTCHNOP_alloc_unbound` for `remote`.
+    fn alloc_unbound(&mut self, remote: u16) -> Result<u32, EnvError>;
+    /// `EVTCHNOP_bind_interdomain`.
+    fn bind_interdomain(&mut self, remote: u16, remote_port: u32) -> Result<u32, EnvError>;
+    /// `EVTCHNOP_close`.
+    fn close_port(&mut self, port: u32);
+    /// Write `entries` and set `perms` on each, in one transaction.
+    fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError>;
+    /// Read a key; `Ok(None)` if absent or not readable (yet).
+    fn xs_read(&mut self, path: &str) -> Result<Option<Vec<u8>>, EnvError>;
+    /// Remove a key or directory (best effort).
+    fn xs_rm(&mut self, path: &str);
+}
+
+/// Server order choice as `libxenvchan_server_init` (`left_min` = bytes
+/// the client writes, `right_min` = bytes the server writes).
+pub fn choose_orders(left_min: usize, right_min: usize) -> Result<(u16, u16), VchanError> {
+    const SMALL: usize = 1 << SMALL_ORDER;
+    const LARGE: usize = 1 << LARGE_ORDER;
+    if left_min > 1 << MAX_ORDER || right_min > 1 << MAX_ORDER {
+        return Err(VchanError::TooBig);
+    }
+    let min_order = |s: usize| -> u16 {
+        let mut o = PAGE_SHIFT;
+        while s > 1 << o {
+            o += 1;
+        }
+        o
+    };
+    let (mut l, mut r) = (min_order(left_min), min_order(right_min));
+    if left_min <= SMALL && right_min <= LARGE {
+        (l, r) = (SMALL_ORDER, LARGE_ORDER);
+    } else if left_min <= LARGE && right_min <= SMALL {
+        (l, r) = (LARGE_ORDER, SMALL_ORDER);
+    } else if left_min <= LARGE {
+        l = LARGE_ORDER;
+    } else if right_min <= LARGE {
+        r = LARGE_ORDER;
+    }
+    Ok((l, r))
+}
+
+/// Pages a ring of `order` needs outside the control page.
+fn ring_pages(order: u16) -> usize {
+    if order >= PAGE_SHIFT {
+        1 << (order - PAGE_SHIFT)
+    } else {
+        0
+    }
+}
+
+/// In-page offset of a ring of `order` (10 or 11).
+fn in_page_offset(order: u16) -> Option<usize> {
+    match order {
+        SMALL_ORDER => Some(1024),
+        LARGE_ORDER => Some(2048),
+        _ => None,
+    }
+}
+
+/// Validates a pair of orders the way `init_gnt_cli` does, plus: the grant
+/// list must end before any in-page ring starts.
+pub fn check_orders(left: u16, right: u16) -> Result<(), VchanError> {
+    let bad = VchanError::BadOrders { left, right };
+    for o in [left, right] {
+        if !(SMALL_ORDER..=MAX_ORDER).contains(&o) {
+            return Err(bad);
+        }
+    }
+    if left == right && left < PAGE_SHIFT {
+        return Err(bad);
+    }
+    let grants_end = OFF_GRANTS + 4 * (ring_pages(left) + ring_pages(right));
+    let first_ring = [left, right]
+        .iter()
+        .filter_map(|&o| in_page_offset(o))
+        .min()
+        .unwrap_or(PAGE_SIZE);
+    if grants_end > first_ring {
+        return Err(bad);
+    }
+    Ok(())
+}
+
+/// A ring's bytes: one view (in-page ring) or one view per page.
+struct Buf {
+    segs: Vec<SharedMem>,
+    seg: usize,
+}
+
+impl Buf {
+    /// Calls `f(view, offset_in_view, range_of_private_buffer)` for each
+    /// page piece of `off..off+len` (no wrap: callers split at the ring end).
+    fn pieces(
+        &self,
+        mut off: usize,
+        len: usize,
+        mut f: impl FnMut(&SharedMem, usize, core::ops::Range<usize>),
+    ) {
+        let mut done = 0;
+        while done < len {
+            let (i, o) = (off / self.seg, off % self.seg);
+            let n = (len - done).min(self.seg - o);
+            f(&self.segs[i], o, done..done + n);
+            done += n;
+            off += n;
+        }
+    }
+    fn copy_in(&self, off: usize, src: &[u8]) {
+        self.pieces(off, src.len(), |m, o, r| m.copy_in(o, &src[r]));
+    }
+    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        self.pieces(off, dst.len(), |m, o, r| m.copy_out(o, &mut dst[r]));
+    }
+}
+
+struct Half {
+    /// Offset of this ring's `ring_shared` in the control page.
+    shr: usize,
+    size: u32,
+    buf: Buf,
+}
+
+impl Half {
+    fn cons_off(&self) -> usize {
+        self.shr
+    }
+    fn prod_off(&self) -> usize {
+        self.shr + 4
+    }
+}
+
+/// Transfer counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VchanStats {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub notifies: u64,
+    pub waits: u64,
+}
+
+/// The byte-stream core of one endpoint (no environment).
+pub struct Stream {
+    ctrl: SharedMem,
+    server: bool,
+    rd: Half,
+    wr: Half,
+    rd_cons: u32,
+    wr_prod: u32,
+    stats: VchanStats,
+    failed: Option<VchanError>,
+}
+
+impl Stream {
+    /// Our notify byte (what *we* must signal) and the peer's.
+    fn own_notify(&self) -> usize {
+        if self.server {
+            OFF_SRV_NOTIFY
+        } else {
+            OFF_CLI_NOTIFY
+        }
+    }
+    fn peer_notify(&self) -> usize {
+        if self.server {
+            OFF_CLI_NOTIFY
+        } else {
+            OFF_SRV_NOTIFY
+        }
+    }
+
+    /// The peer's `*_live` byte.
+    pub fn peer_live(&self) -> u8 {
+        self.ctrl.load_u8(if self.server {
+            OFF_CLI_LIVE
+        } else {
+            OFF_SRV_LIVE
+        })
+    }
+
+    /// libxenvchan `is_open`: the peer's live byte is non-zero (for a
+    /// server, "not yet connected" (2) counts as open).
+    pub fn is_open(&self) -> bool {
+        self.peer_live() != LIVE_EXITED
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> VchanStats {
+        self.stats
+    }
+
+    /// The error that broke this stream, if any.
+    pub fn failed(&self) -> Option<&VchanError> {
+        self.failed.as_ref()
+    }
+
+    fn fail(&mut self, e: VchanError) -> VchanError {
+        self.failed.get_or_insert(e).clone()
+    }
+
+    fn check(&self) -> Result<(), VchanError> {
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn request_notify(&self, bit: u8) {
+        self.ctrl.fetch_or_u8(self.peer_notify(), bit);
+        mb();
+    }
+
+    /// After producing/consuming: clear our bit, `true` if the peer asked.
+    fn take_notify(&self, bit: u8) -> bool {
+        mb();
+        self.ctrl.fetch_and_u8(self.own_notify(), !bit) & bit != 0
+    }
+
+    /// Validated bytes readable now.
+    pub fn data_ready(&mut self) -> Result<u32, VchanError> {
+        self.check()?;
+        let prod = self.ctrl.load_u32(self.rd.prod_off());
+        let ready = prod.wrapping_sub(self.rd_cons);
+        if ready > self.rd.size {
+            let e = VchanError::BadIndex {
+                ring: "read",
+                prod,
+                cons: self.rd_cons,
+                size: self.rd.size,
+            };
+            return Err(self.fail(e));
+        }
+        Ok(ready)
+    }
+
+    /// Validated bytes writable now.
+    pub fn buffer_space(&mut self) -> Result<u32, VchanError> {
+        self.check()?;
+        let cons = self.ctrl.load_u32(self.wr.cons_off());
+        let used = self.wr_prod.wrapping_sub(cons);
+        if used > self.wr.size {
+            let e = VchanError::BadIndex {
+                ring: "write",
+                prod: self.wr_prod,
+                cons,
+                size: self.wr.size,
+            };
+            return Err(self.fail(e));
+        }
+        Ok(self.wr.size - used)
+    }
+
+    /// Non-blocking read of up to `dst.len()` bytes. Returns the count and
+    /// whether the peer must be notified. Asks for a wake-up when less than
+    /// `dst.len()` was available (`fast_get_data_ready`).
+    pub fn read_nb(&mut self, dst: &mut [u8]) -> Result<(usize, bool), VchanError> {
+        let mut ready = self.data_ready()? as usize;
+        if ready < dst.len() {
+            self.request_notify(NOTIFY_WRITE);
+            ready = self.data_ready()? as usize;
+        }
+        let n = ready.min(dst.len());
+        if n == 0 {
+            return Ok((0, false));
+        }
+        rmb(); // data after the index
+        let size = self.rd.size as usize;
+        let idx = (self.rd_cons & (self.rd.size - 1)) as usize;
+        let first = n.min(size - idx);
+        self.rd.buf.copy_out(idx, &mut dst[..first]);
+        self.rd.buf.copy_out(0, &mut dst[first..n]);
+        mb(); // consume, then publish
+        self.rd_cons = self.rd_cons.wrapping_add(n as u32);
+        self.ctrl.store_u32(self.rd.cons_off(), self.rd_cons);
+        self.stats.bytes_read += n as u64;
+        Ok((n, self.take_notify(NOTIFY_READ)))
+    }
+
+    /// Non-blocking write of up to `src.len()` bytes: count and whether the
+    /// peer must be notified.
+    pub fn write_nb(&mut self, src: &[u8]) -> Result<(usize, bool), VchanError> {
+        let mut space = self.buffer_space()? as usize;
+        if space < src.len() {
+            self.request_notify(NOTIFY_READ);
+            space = self.buffer_space()? as usize;
+        }
+        let n = space.min(src.len());
+        if n == 0 {
+            return Ok((0, false));
+        }
+        mb(); // indices read, then data written
+        let size = self.wr.size as usize;
+        let idx = (self.wr_prod & (self.wr.size - 1)) as usize;
+        let first = n.min(size - idx);
+        self.wr.buf.copy_in(idx, &src[..first]);
+        self.wr.buf.copy_in(0, &src[first..n]);
+        wmb(); // data, then index
+        self.wr_prod = self.wr_prod.wrapping_add(n as u32);
+        self.ctrl.store_u32(self.wr.prod_off(), self.wr_prod);
+        self.stats.bytes_written += n as u64;
+        Ok((n, self.take_notify(NOTIFY_WRITE)))
+    }
+
+    /// Ring sizes (read, write).
+    pub fn sizes(&self) -> (u32, u32) {
+        (self.rd.size, self.wr.size)
+    }
+}
+
+/// Server- or client-owned resources.
+enum Owned<E: VchanEnv> {
+    Server { shares: Vec<E::Share>, path: String },
+    Client { maps: Vec<E::Map> },
+}
+
+/// One vchan endpoint over an environment.
+pub struct Vchan<E: VchanEnv> {
+    env: E,
+    stream: Stream,
+    port: u32,
+    owned: Owned<E>,
+}
+
+fn parse_key(key: &'static str, v: &[u8]) -> Result<u32, VchanError> {
+    let bad = || VchanError::BadKey {
+        key,
+        value: String::from_utf8_lossy(v).into(),
+    };
+    let s = core::str::from_utf8(v).map_err(|_| bad())?;
+    match s.trim_end_matches('\0').parse::<u32>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Builds the two halves from the orders and the pages of each ring.
+fn halves(
+    ctrl: &SharedMem,
+    server: bool,
+    left: (u16, Vec<SharedMem>),
+    right: (u16, Vec<SharedMem>),
+) -> (Half, Half) {
+    let mk = |shr: usize, (order, pages): (u16, Vec<SharedMem>)| {
+        let size = 1u32 << order;
+        let buf = match in_page_offset(order) {
+            Some(off) => Buf {
+                segs: alloc::vec![ctrl.sub(off, size as usize).expect("in-page ring")],
+                seg: size as usize,
+            },
+            None => Buf {
+                segs: pages,
+                seg: PAGE_SIZE,
+            },
+        };
+        Half { shr, size, buf }
+    };
+    let l = mk(OFF_LEFT, left);
+    let r = mk(OFF_RIGHT, right);
+    if server {
+        (l, r) // server reads left, writes right
+    } else {
+        (r, l)
+    }
+}
+
+impl<E: VchanEnv> Vchan<E> {
+    /// `libxenvchan_server_init`: offer a vchan to `client` under XenStore
+    /// directory `path` (absolute), rings of at least `left_min` (client →
+    /// server) and `right_min` bytes (0, 0 → 1 KiB / 2 KiB in-page rings).
+    /// On failure everything acquired is released and the env returned.
+    pub fn server(
+        mut env: E,
+        client: u16,
+        path: &str,
+        left_min: usize,
+        right_min: usize,
+    ) -> Result<Self, (E, VchanError)> {
+        if path.len() + "/event-channel".len() > MAX_KEY_LEN {
+            return Err((env, VchanError::PathTooLong));
+        }
+        let (lo, ro) = match choose_orders(left_min, right_min) {
+            Ok(o) => o,
+            Err(e) => return Err((env, e)),
+        };
+        let me = match env.self_domid() {
+            Ok(d) => d,
+            Err(e) => return Err((env, e.into())),
+        };
+        let port = match env.alloc_unbound(client) {
+            Ok(p) => p,
+            Err(e) => return Err((env, e.into())),
+        };
+        let mut shares = Vec::new();
+        let r = Self::server_pages(&mut env, client, lo, ro, &mut shares);
+        let (ctrl, gref, lp, rp) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                for s in shares {
+                    env.unshare_page(s);
+                }
+                env.close_port(port);
+                return Err((env, e));
+            }
+        };
+        let perms = [
+            Perm {
+                kind: PermKind::None,
+                domid: me,
+            },
+            Perm {
+                kind: PermKind::Read,
+                domid: client,
+            },
+        ];
+        let (rr, ec) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
+        let (gs, ps) = (format!("{gref}"), format!("{port}"));
+        if let Err(e) = env.xs_publish(&[(&rr, &gs), (&ec, &ps)], &perms) {
+            for s in shares {
+                env.unshare_page(s);
+            }
+            env.close_port(port);
+            return Err((env, e.into()));
+        }
+        let (rd, wr) = halves(&ctrl, true, (lo, lp), (ro, rp));
+        Ok(Vchan {
+            env,
+            stream: Stream {
+                ctrl,
+                server: true,
+                rd,
+                wr,
+                rd_cons: 0,
+                wr_prod: 0,
+                stats: VchanStats::default(),
+                failed: None,
+            },
+            port,
+            owned: Owned::Server {
+                shares,
+                path: path.into(),
+            },
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn server_pages(
+        env: &mut E,
+        client: u16,
+        lo: u16,
+        ro: u16,
+        shares: &mut Vec<E::Share>,
+    ) -> Result<(SharedMem, u32, Vec<SharedMem>, Vec<SharedMem>), VchanError> {
+        let (ctrl, gref, s) = env.share_page(client)?;
+        shares.push(s);
+        ctrl.fill(0, PAGE_SIZE, 0);
+        let mut lists = [Vec::new(), Vec::new()];
+        let mut gi = 0;
+        for (k, order) in [lo, ro].into_iter().enumerate() {
+            for _ in 0..ring_pages(order) {
+                let (m, g, s) = env.share_page(client)?;
+                shares.push(s);
+                ctrl.write(OFF_GRANTS + 4 * gi, g);
+                gi += 1;
+                lists[k].push(m);
+            }
+        }
+        ctrl.store_u16(OFF_LEFT_ORDER, lo);
+        ctrl.store_u16(OFF_RIGHT_ORDER, ro);
+        ctrl.store_u8(OFF_CLI_LIVE, LIVE_NOT_YET);
+        ctrl.store_u8(OFF_SRV_LIVE, LIVE_CONNECTED);
+        ctrl.store_u8(OFF_CLI_NOTIFY, NOTIFY_WRITE);
+        let [lp, rp] = lists;
+        Ok((ctrl, gref, lp, rp))
+    }
+
+    /// `libxenvchan_client_init`: connect to the server `server` that
+    /// published `path/ring-ref` and `path/event-channel`.
+    /// [`VchanError::NotReady`] if the keys are absent.
+    pub fn client(mut env: E, server: u16, path: &str) -> Result<Self, (E, VchanError)> {
+        let read = |env: &mut E, key: &'static str| -> Result<u32, VchanError> {
+            match env.xs_read(&format!("{path}/{key}"))? {
+                None => Err(VchanError::NotReady),
+                Some(v) => parse_key(key, &v),
+            }
+        };
+        let gref = match read(&mut env, "ring-ref") {
+            Ok(v) => v,
+            Err(e) => return Err((env, e)),
+        };
+        let rport = match read(&mut env, "event-channel") {
+            Ok(v) => v,
+            Err(e) => return Err((env, e)),
+        };
+        let port = match env.bind_interdomain(server, rport) {
+            Ok(p) => p,
+            Err(e) => return Err((env, e.into())),
+        };
+        let mut maps = Vec::new();
+        match Self::client_pages(&mut env, server, gref, &mut maps) {
+            Ok((ctrl, lo, lp, ro, rp)) => {
+                let (rd, wr) = halves(&ctrl, false, (lo, lp), (ro, rp));
+                // Pick up the indices (a persistent server may have
+                // served an earlier client).
+                let rd_cons = ctrl.load_u32(rd.cons_off());
+                let wr_prod = ctrl.load_u32(wr.prod_off());
+                ctrl.store_u8(OFF_CLI_LIVE, LIVE_CONNECTED);
+                ctrl.store_u8(OFF_SRV_NOTIFY, NOTIFY_WRITE);
+                mb();
+                env.notify(port);
+                Ok(Vchan {
+                    env,
+                    stream: Stream {
+                        ctrl,
+                        server: false,
+                        rd,
+                        wr,
+                        rd_cons,
+                        wr_prod,
+                        stats: VchanStats::default(),
+                        failed: None,
+                    },
+                    port,
+                    owned: Owned::Client { maps },
+                })
+            }
+            Err(e) => {
+                for m in maps.into_iter().rev() {
+                    env.unmap_page(m);
+                }
+                env.close_port(port);
+                Err((env, e))
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn client_pages(
+        env: &mut E,
+        server: u16,
+        gref: u32,
+        maps: &mut Vec<E::Map>,
+    ) -> Result<(SharedMem, u16, Vec<SharedMem>, u16, Vec<SharedMem>), VchanError> {
+        let (ctrl, m) = env.map_page(server, gref, false)?;
+        maps.push(m);
+        let lo = ctrl.load_u16(OFF_LEFT_ORDER);
+        let ro = ctrl.load_u16(OFF_RIGHT_ORDER);
+        check_orders(lo, ro)?;
+        let mut gi = 0;
+        let mut lists = [Vec::new(), Vec::new()];
+        for (k, order) in [lo, ro].into_iter().enumerate() {
+            for _ in 0..ring_pages(order) {
+                let g: u32 = ctrl.read(OFF_GRANTS + 4 * gi);
+                gi += 1;
+                // The client writes left (RW), reads right (RO).
+                let (v, m) = env.map_page(server, g, k == 1)?;
+                maps.push(m);
+                lists[k].push(v);
+            }
+        }
+        let [lp, rp] = lists;
+        Ok((ctrl, lo, lp, ro, rp))
+    }
+
+    /// The byte-stream core (counters, non-blocking I/O).
+    pub fn stream(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// The environment.
+    pub fn env(&mut self) -> &mut E {
+        &mut self.env
+    }
+
+    /// Our event-channel port.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// Whether the peer is connected (client `cli_live == 1` for a server;
+    /// `srv_live == 1` for a client).
+    pub fn connected(&self) -> bool {
+        self.stream.peer_live() == LIVE_CONNECTED
+    }
+
+    fn sleep(&mut self, last_progress: u64, timeout_ns: u64) -> Result<(), VchanError> {
+        let now = self.env.now_ns();
+        let waited = now.saturating_sub(last_progress);
+        if waited >= timeout_ns {
+            return Err(VchanError::Timeout {
+                ms: waited / 1_000_000,
+            });
+        }
+        self.stream.stats.waits += 1;
+        self.env
+            .wait(self.port, now + SLICE_NS.min(timeout_ns - waited).max(1));
+        Ok(())
+    }
+
+    fn notify_if(&mut self, n: bool) {
+        if n {
+            self.env.notify(self.port);
+            self.stream.stats.notifies += 1;
+        }
+    }
+
+    /// Server: wait until a client connected (`cli_live == 1`).
+    /// [`VchanError::Closed`] if it connected and left already.
+    pub fn wait_connected(&mut self, timeout_ns: u64) -> Result<(), VchanError> {
+        let start = self.env.now_ns();
+        loop {
+            self.env.clear(self.port);
+            match self.stream.peer_live() {
+                LIVE_CONNECTED => return Ok(()),
+                LIVE_NOT_YET if self.stream.server => {}
+                _ => return Err(VchanError::Closed),
+            }
+            self.sleep(start, timeout_ns)?;
+        }
+    }
+
+    /// Non-blocking read (notifies the peer if it asked).
+    pub fn read_nb(&mut self, dst: &mut [u8]) -> Result<usize, VchanError> {
+        let (n, notify) = self.stream.read_nb(dst)?;
+        self.notify_if(notify);
+        Ok(n)
+    }
+
+    /// Non-blocking write (notifies the peer if it asked).
+    pub fn write_nb(&mut self, src: &[u8]) -> Result<usize, VchanError> {
+        let (n, notify) = self.stream.write_nb(src)?;
+        self.notify_if(notify);
+        Ok(n)
+    }
+
+    /// Full-duplex step: writes what fits of `out` and reads what is there
+    /// into `inp`, waiting until at least one of them moved. Returns
+    /// (written, read). [`VchanError::Closed`] once the peer closed and
+    /// nothing is left to read.
+    pub fn pump(
+        &mut self,
+        out: &[u8],
+        inp: &mut [u8],
+        timeout_ns: u64,
+    ) -> Result<(usize, usize), VchanError> {
+        let last = self.env.now_ns();
+        loop {
+            self.env.clear(self.port);
+            let open = self.stream.is_open();
+            let w = if open && !out.is_empty() {
+                self.write_nb(out)?
+            } else {
+                0
+            };
+            let r = self.read_nb(inp)?;
+            if w > 0 || r > 0 {
+                return Ok((w, r));
+            }
+            if !open {
+                return Err(VchanError::Closed);
+            }
+            self.sleep(last, timeout_ns)?;
+        }
+    }
+
+    /// Reads at least one byte (what is there, up to `dst.len()`). Data
+    /// still in the ring is returned even after the peer closed; then
+    /// [`VchanError::Closed`].
+    pub fn read(&mut self, dst: &mut [u8], timeout_ns: u64) -> Result<usize, VchanError> {
+        let last = self.env.now_ns();
+        loop {
+            self.env.clear(self.port);
+            let n = self.read_nb(dst)?;
+            if n > 0 || dst.is_empty() {
+                return Ok(n);
+            }
+            if !self.stream.is_open() {
+                return Err(VchanError::Closed);
+            }
+            self.sleep(last, timeout_ns)?;
+        }
+    }
+
+    /// Writes all of `src`, waiting for space; fails if the peer closes.
+    pub fn write_all(&mut self, mut src: &[u8], timeout_ns: u64) -> Result<(), VchanError> {
+        let mut last = self.env.now_ns();
+        while !src.is_empty() {
+            self.env.clear(self.port);
+            if !self.stream.is_open() {
+                return Err(VchanError::Closed);
+            }
+            let n = self.write_nb(src)?;
+            src = &src[n..];
+            if n > 0 {
+                last = self.env.now_ns();
+                continue;
+            }
+            self.sleep(last, timeout_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Echoes everything read back to the peer until it closes (then
+    /// `Ok(bytes echoed)`, after writing out what it sent) or `limit`
+    /// bytes were echoed. Never blocks writing while input waits, so two
+    /// full rings cannot deadlock.
+    pub fn echo(&mut self, limit: u64, idle_ns: u64) -> Result<u64, VchanError> {
+        let mut buf = alloc::vec![0u8; 8192];
+        let (mut head, mut tail) = (0usize, 0usize);
+        let mut echoed = 0u64;
+        let mut last = self.env.now_ns();
+        loop {
+            self.env.clear(self.port);
+            let mut progress = false;
+            if tail < buf.len() {
+                let n = self.read_nb(&mut buf[tail..])?;
+                tail += n;
+                progress |= n > 0;
+            }
+            if head < tail {
+                if !self.stream.is_open() {
+                    return Err(VchanError::Closed);
+                }
+                let n = self.write_nb(&buf[head..tail])?;
+                head += n;
+                echoed += n as u64;
+                progress |= n > 0;
+                if head == tail {
+                    (head, tail) = (0, 0);
+                }
+            }
+            if echoed >= limit && head == tail {
+                return Ok(echoed);
+            }
+            if progress {
+                last = self.env.now_ns();
+                continue;
+            }
+            if head == tail && !self.stream.is_open() {
+                return Ok(echoed);
+            }
+            self.sleep(last, idle_ns)?;
+        }
+    }
+
+    /// `libxenvchan_close`: mark ourselves exited, release the pages and
+    /// the port, notify, and (server) remove the XenStore directory. The
+    /// environment comes back for a reconnect.
+    pub fn close(self) -> E {
+        let Vchan {
+            mut env,
+            stream,
+            port,
+            owned,
+        } = self;
+        let own_live = if stream.server {
+            OFF_SRV_LIVE
+        } else {
+            OFF_CLI_LIVE
+        };
+        stream.ctrl.store_u8(own_live, LIVE_EXITED);
+        mb();
+        drop(stream); // no view is used past this point
+        match owned {
+            Owned::Server { shares, path } => {
+                env.xs_rm(&path);
+                env.notify(port);
+                for s in shares.into_iter().rev() {
+                    env.unshare_page(s);
+                }
+            }
+            Owned::Client { maps } => {
+                for m in maps.into_iter().rev() {
+                    env.unmap_page(m);
+                }
+                env.notify(port);
+            }
+        }
+        env.close_port(port);
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests;
