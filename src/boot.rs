@@ -9,6 +9,7 @@ use crate::event;
 use crate::heap;
 use crate::hypercall::{self, uvmf, ShutdownReason};
 use crate::kernel;
+use crate::mm;
 use crate::platform::Platform;
 use crate::pv_entry;
 use crate::shared::{SharedMem, PAGE_SIZE};
@@ -69,6 +70,9 @@ extern "C" fn xenfront_pv_entry(start_info: *const StartInfo) -> ! {
         let _ = pv_entry::install();
     }
     heap::init();
+    // All RAM mapped, frame allocator, heap growth; the outcome is printed
+    // by kernel_main (`mm:` line) once the console exists.
+    let _ = mm::init_pv(&si);
     let platform = Platform::from_pv(&si, mfn_to_pfn);
     kernel::start(&platform)
 }

@@ -28,6 +28,14 @@ pub enum Test {
     InvalidOp,
     /// Divide by zero: the #DE handler reports and crashes.
     DivideError,
+    /// XenStore: read/write/watch with Dom0, transaction conflict, ENOENT,
+    /// round trips/s.
+    Xenstore,
+    /// Grants: Dom0 maps our page, deferred revoke, exhaustion, ops/s, and
+    /// mapping a page Dom0 granted us.
+    Grant,
+    /// Print `ready`, then wait for `xl shutdown` / `xl reboot`.
+    Idle,
 }
 
 impl Test {
@@ -42,6 +50,9 @@ impl Test {
         Test::PageFault,
         Test::InvalidOp,
         Test::DivideError,
+        Test::Xenstore,
+        Test::Grant,
+        Test::Idle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +66,9 @@ impl Test {
             Test::PageFault => "pagefault",
             Test::InvalidOp => "invalid-op",
             Test::DivideError => "divide-error",
+            Test::Xenstore => "xenstore",
+            Test::Grant => "grant",
+            Test::Idle => "idle",
         }
     }
 
@@ -160,6 +174,9 @@ mod tests {
         assert_eq!(parse("test=echo").unwrap().test, Test::Echo);
         assert_eq!(parse("test=evtchn-echo").unwrap().test, Test::EvtchnEcho);
         assert_eq!(parse("test=pagefault").unwrap().test, Test::PageFault);
+        assert_eq!(parse("test=xenstore").unwrap().test, Test::Xenstore);
+        assert_eq!(parse("test=grant").unwrap().test, Test::Grant);
+        assert_eq!(parse("test=idle").unwrap().test, Test::Idle);
     }
 
     #[test]
@@ -192,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

@@ -60,6 +60,7 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         platform.nr_pages,
         platform.flags
     );
+    print_mm();
     println!("cmdline: {:?}", Bytes(platform.cmdline()));
     let opts = match cmdline::parse_bytes(platform.cmdline()) {
         Ok(o) => o,
@@ -70,10 +71,9 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         }
     };
     println!("test: {}", opts.test.name());
-    match kscenario::run(opts.test) {
-        Some(v) => v,
-        None => scenario::run(opts.test, &mut KernelEnv),
-    }
+    kscenario::run(opts.test)
+        .or_else(|| crate::services::run(opts.test, platform.store))
+        .unwrap_or_else(|| scenario::run(opts.test, &mut KernelEnv))
 }
 
 /// Scenario environment backed by the PV console.
@@ -88,6 +88,18 @@ impl scenario::Env for KernelEnv {
             ConsoleError::Timeout => "timeout",
             ConsoleError::BadIndex { .. } => "bad console ring index",
         })
+    }
+}
+
+/// `mm: ...` line: what the memory manager set up at boot.
+fn print_mm() {
+    match crate::mm::summary() {
+        Some(Ok(s)) => println!(
+            "mm: {} pages, {} free (bootstrap end pfn {:#x}, {} page-table + {} bitmap frames added)",
+            s.nr_pages, s.free_frames, s.boot_end, s.pt_frames, s.bitmap_frames
+        ),
+        Some(Err(e)) => println!("error: mm: {e}"),
+        None => println!("mm: not initialised"),
     }
 }
 

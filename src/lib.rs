@@ -24,11 +24,15 @@ pub mod start_info;
 // Xen interface: compiles everywhere, only useful inside a guest.
 pub mod event;
 pub mod hypercall;
+pub mod mm;
+pub mod store;
 pub mod time;
 
 // Guest only: entry, console macros, boot order, panic handler.
 #[cfg(target_os = "none")]
 pub mod boot;
+#[cfg(target_os = "none")]
+pub mod gnttab;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
@@ -40,3 +44,5 @@ pub mod pv_entry;
 #[cfg(target_os = "none")]
 #[macro_use]
 pub mod print;
+#[cfg(target_os = "none")]
+pub mod services;

@@ -776,6 +776,11 @@ impl<T: XsTransport> XenStore<T> {
         &self.transport
     }
 
+    /// The transport, mutably (e.g. to change its timeout).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
     /// Watch events dropped because the queue was full.
     pub fn dropped_watch_events(&self) -> u64 {
         self.dropped_events

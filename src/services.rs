@@ -1,0 +1,402 @@
+//! In-guest scenarios for the memory, grant-table and XenStore services
+//! (guest only): `test=xenstore`, `test=grant`, `test=idle`. Console lines
+//! are matched by tests/nested/services.rs; every figure is measured at run
+//! time.
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::event;
+use crate::gnttab::{self, GnttabError, Revoked};
+use crate::grant_table::{GrantError, GrantRef};
+use crate::hypercall::ShutdownReason;
+use crate::kernel;
+use crate::mm;
+use crate::platform::RingPage;
+use crate::scenario::{Test, Verdict};
+use crate::shared::PAGE_SIZE;
+use crate::store::{self, Event, ShutdownError};
+use crate::time;
+use crate::xenstore::{Error, TxId, XsError};
+
+/// Overall limit for waiting on Dom0 (script start-up in the nested lab
+/// can take many seconds).
+const DOM0_DEADLINE_NS: u64 = 90_000_000_000;
+
+/// Run `test` if it is one of ours (connects the XenStore client first).
+pub fn run(test: Test, store: Option<RingPage>) -> Option<Verdict> {
+    if !matches!(test, Test::Xenstore | Test::Grant | Test::Idle) {
+        return None;
+    }
+    let r = store::init(store)
+        .map_err(|e| format!("xenstore: {e}"))
+        .and_then(|()| {
+            let port = store.map(|r| r.port).unwrap_or(0);
+            match test {
+                Test::Xenstore => xenstore_test(port),
+                Test::Grant => grant_test(port),
+                _ => idle(port),
+            }
+        });
+    Some(match r {
+        Ok(()) => Verdict::Success,
+        Err(e) => {
+            println!("error: {e}");
+            Verdict::Failure
+        }
+    })
+}
+
+/// Sleep about `ns` (SCHEDOP_poll on the store port, which is safe to
+/// clear: the XenStore client re-reads its ring before every wait).
+fn sleep_ns(port: u32, ns: u64) {
+    let deadline = time::now_ns().saturating_add(ns);
+    while time::now_ns() < deadline {
+        event::wait(port, deadline);
+        event::clear_pending(port);
+    }
+}
+
+fn xs<R>(what: &str, f: impl FnOnce(&mut store::Client) -> Result<R, Error>) -> Result<R, String> {
+    store::with(f).map_err(|e| format!("xenstore: {what}: {e}"))
+}
+
+/// Waits (watch + re-read) until `path` exists and satisfies `ok`.
+fn wait_for_key(path: &str, token: &str, ok: impl Fn(&[u8]) -> bool) -> Result<Vec<u8>, String> {
+    xs("watch", |c| c.watch(path, token))?;
+    let deadline = time::now_ns() + DOM0_DEADLINE_NS;
+    let r = loop {
+        match store::with(|c| c.read(TxId::NONE, path)) {
+            Ok(v) if ok(&v) => break Ok(v),
+            Ok(_) | Err(store::StoreError::Xs(Error::Xs(XsError::ENOENT))) => {}
+            Err(e) => break Err(format!("xenstore: read {path}: {e}")),
+        }
+        if time::now_ns() >= deadline {
+            break Err(format!("timed out waiting for {path}"));
+        }
+        match store::next_event() {
+            Ok(_) => {}
+            Err(e) => break Err(format!("xenstore: waiting for {path}: {e}")),
+        }
+    };
+    let _ = xs("unwatch", |c| c.unwatch(path, token));
+    r
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn rate(n: u64, ns: u64) -> u64 {
+    if ns == 0 {
+        0
+    } else {
+        (u128::from(n) * 1_000_000_000 / u128::from(ns)) as u64
+    }
+}
+
+// ------------------------------------------------------------- test=xenstore
+
+fn xenstore_test(port: u32) -> Result<(), String> {
+    let domid = xs("read domid", |c| c.read_u64(TxId::NONE, "domid"))?;
+    println!("xenstore: domid {domid}");
+
+    // 1. A key Dom0 writes (before or after we look): wait with a watch.
+    let from_dom0 = wait_for_key("data/from-dom0", "from-dom0", |v| !v.is_empty())?;
+    let from_dom0 = String::from_utf8_lossy(&from_dom0).into_owned();
+    println!("xenstore: read data/from-dom0 = {from_dom0:?}");
+
+    // 2. A key Dom0 reads back: derived from what it wrote and the clock.
+    let value = format!(
+        "guest{domid}-{:016x}",
+        fnv1a64(from_dom0.as_bytes()) ^ time::now_ns()
+    );
+    xs("write", |c| {
+        c.write(TxId::NONE, "data/from-guest", value.as_bytes())
+    })?;
+    println!("xenstore: wrote data/from-guest = {value:?}");
+
+    // 3. A watch that fires when Dom0 changes a key.
+    xs("watch", |c| c.watch("data/poke", "poke"))?;
+    println!("xenstore: watching data/poke");
+    let deadline = time::now_ns() + DOM0_DEADLINE_NS;
+    let mut fired = 0u32;
+    let poked = loop {
+        if time::now_ns() >= deadline {
+            return Err("timed out waiting for data/poke".into());
+        }
+        match store::next_event().map_err(|e| format!("xenstore: {e}"))? {
+            Some(Event::Watch(ev)) if ev.token == "poke" => {
+                fired += 1;
+                match store::with(|c| c.read(TxId::NONE, "data/poke")) {
+                    Ok(v) if !v.is_empty() => break (ev.path, v),
+                    _ => {} // the initial fire, before Dom0 wrote
+                }
+            }
+            _ => {}
+        }
+    };
+    println!(
+        "xenstore: watch fired ({fired} event(s)) path {:?} value {:?}",
+        poked.0,
+        String::from_utf8_lossy(&poked.1)
+    );
+    let _ = xs("unwatch", |c| c.unwatch("data/poke", "poke"));
+
+    // 4. A transaction conflict: read in the transaction, then change the
+    //    key outside it before committing → EAGAIN → redo → commit.
+    xs("write", |c| c.write(TxId::NONE, "data/tx-counter", b"0"))?;
+    let mut attempts = 0u32;
+    let committed = xs("transaction", |c| {
+        c.transaction(|c, tx| {
+            attempts += 1;
+            let v = c.read_u64(tx, "data/tx-counter")?;
+            if attempts == 1 {
+                // Outside the transaction (same client, TxId::NONE).
+                c.write(TxId::NONE, "data/tx-counter", b"100")?;
+            }
+            c.write(tx, "data/tx-counter", format!("{}", v + 1).as_bytes())?;
+            Ok(v + 1)
+        })
+    })?;
+    let now = xs("read", |c| c.read_u64(TxId::NONE, "data/tx-counter"))?;
+    println!(
+        "xenstore: transaction committed after {attempts} attempt(s) ({} retried on EAGAIN): data/tx-counter = {now}",
+        attempts - 1
+    );
+    if attempts < 2 || now != committed || now != 101 {
+        return Err(format!(
+            "transaction: expected a conflict and 101, got {attempts} attempt(s) and {now}"
+        ));
+    }
+
+    // 5. A missing key is an error value, not a crash.
+    match store::with(|c| c.read(TxId::NONE, "data/no-such-key")) {
+        Err(store::StoreError::Xs(Error::Xs(e))) => {
+            println!("xenstore: read data/no-such-key: {}", e.name());
+            if e != XsError::ENOENT {
+                return Err(format!("missing key gave {}", e.name()));
+            }
+        }
+        other => return Err(format!("missing key gave {other:?}")),
+    }
+
+    // 6. Round trips per second (READ of our domid).
+    let n: u64 = 500;
+    let t0 = time::now_ns();
+    for _ in 0..n {
+        xs("read", |c| c.read(TxId::NONE, "domid"))?;
+    }
+    let dt = time::now_ns() - t0;
+    println!(
+        "xenstore: {n} read round trips in {} ms ({} round trips/s)",
+        dt / 1_000_000,
+        rate(n, dt)
+    );
+    let _ = port;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- test=grant
+
+fn counters() -> Result<gnttab::Counters, String> {
+    gnttab::counters().map_err(|e| format!("grant: {e}"))
+}
+
+fn fill_pattern(page: &mm::SharedPage, seed: u8) {
+    let mut buf = [0u8; PAGE_SIZE];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = seed.wrapping_add(i as u8);
+    }
+    page.mem().copy_in(0, &buf);
+}
+
+fn check_pattern(buf: &[u8; PAGE_SIZE], seed: u8) -> Result<(), (usize, u8, u8)> {
+    for (i, &b) in buf.iter().enumerate() {
+        let want = seed.wrapping_add(i as u8);
+        if b != want {
+            return Err((i, b, want));
+        }
+    }
+    Ok(())
+}
+
+fn grant_test(port: u32) -> Result<(), String> {
+    let c0 = gnttab::init().map_err(|e| format!("grant: init: {e}"))?;
+    println!("grant: table up ({c0})");
+    let base = c0;
+
+    // 1. Grant a pattern page to Dom0, which maps it and holds it.
+    let page = mm::alloc_shared_page().map_err(|e| format!("grant: {e}"))?;
+    let seed = ((time::now_ns() >> 10) as u8) | 1;
+    fill_pattern(&page, seed);
+    let g = gnttab::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
+    let gref = g.gref();
+    println!("grant: ref {} pattern-seed {seed:02x}", gref.0);
+    println!("grant: granted ({})", counters()?);
+
+    // 2. Dom0 says it has the page mapped; revoking must defer.
+    wait_for_key("data/grant-mapped", "grant-mapped", |v| v == b"1")?;
+    println!("grant: dom0 reports ref {} mapped", gref.0);
+    match gnttab::revoke(g).map_err(|e| format!("grant: revoke: {e}"))? {
+        Revoked::Deferred => println!("grant: revoke while mapped: deferred ({})", counters()?),
+        Revoked::Done(_) => return Err("grant: revoke while mapped was not deferred".into()),
+    }
+    let handles = page.handles();
+    drop(page);
+    // Anything freed now would be reused here; the mapped page must not be.
+    let mut scribble = Vec::new();
+    for _ in 0..32 {
+        let mut p = mm::alloc_page().map_err(|e| format!("grant: {e}"))?;
+        p.bytes_mut().fill(0xee);
+        scribble.push(p);
+    }
+    drop(scribble);
+    let t0 = time::now_ns();
+    let mut reclaimed = 0;
+    while counters()?.deferred > base.deferred {
+        if time::now_ns() - t0 > DOM0_DEADLINE_NS {
+            return Err(format!(
+                "grant: deferred page never reclaimed ({})",
+                counters()?
+            ));
+        }
+        reclaimed += gnttab::poll_deferred();
+        sleep_ns(port, 20_000_000);
+    }
+    let c = counters()?;
+    println!(
+        "grant: reclaimed {reclaimed} page(s) {} ms after revoke, page handles while deferred {handles} ({c})",
+        (time::now_ns() - t0) / 1_000_000
+    );
+    if (c.in_use, c.deferred) != (base.in_use, base.deferred) {
+        return Err(format!(
+            "grant: counters not back to baseline ({c} vs {base})"
+        ));
+    }
+    println!("grant: counters back to baseline");
+
+    // 3. Exhaustion: grant one page until the table is full, then end all.
+    let page = mm::alloc_shared_page().map_err(|e| format!("grant: {e}"))?;
+    fill_pattern(&page, 0x11);
+    let mut grants = Vec::new();
+    let t0 = time::now_ns();
+    let err = loop {
+        match gnttab::grant_page(0, &page, true) {
+            Ok(g) => grants.push(g),
+            Err(e) => break e,
+        }
+        if grants.len() > 1 << 20 {
+            return Err("grant: no exhaustion after 2^20 grants".into());
+        }
+    };
+    let t_grant = time::now_ns() - t0;
+    let n = grants.len() as u64;
+    println!(
+        "grant: exhausted after {n} grants: {err:?} ({})",
+        counters()?
+    );
+    if err != GnttabError::Table(GrantError::Exhausted) {
+        return Err(format!("grant: exhaustion gave {err:?}"));
+    }
+    let t0 = time::now_ns();
+    for g in grants {
+        gnttab::end_access(g).map_err(|(g, e)| format!("grant: end_access {}: {e}", g.gref().0))?;
+    }
+    let t_end = time::now_ns() - t0;
+    let c = counters()?;
+    println!("grant: ended all {n} grants ({c})");
+    if (c.in_use, c.deferred) != (base.in_use, base.deferred) {
+        return Err(format!(
+            "grant: counters not back to baseline ({c} vs {base})"
+        ));
+    }
+    println!("grant: counters back to baseline");
+    // Steady state (table at full size): grant + end_access pairs.
+    let pairs: u64 = 20_000;
+    let t0 = time::now_ns();
+    for _ in 0..pairs {
+        let g = gnttab::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
+        gnttab::end_access(g).map_err(|(_, e)| format!("grant: end_access: {e}"))?;
+    }
+    let t_pairs = time::now_ns() - t0;
+    println!(
+        "grant: {n} grants in {} ms ({} grants/s incl. growth), {n} end_access in {} ms ({} revokes/s), {pairs} grant+revoke pairs in {} ms ({} ops/s)",
+        t_grant / 1_000_000,
+        rate(n, t_grant),
+        t_end / 1_000_000,
+        rate(n, t_end),
+        t_pairs / 1_000_000,
+        rate(2 * pairs, t_pairs)
+    );
+    drop(page);
+
+    // 4. A bad ref from Dom0 is a typed GNTST error.
+    match gnttab::map_grant(0, GrantRef(0x7fff_fff0), true) {
+        Err(e) => println!("grant: map of a bad ref: {e}"),
+        Ok(_) => return Err("grant: mapping a bad ref succeeded".into()),
+    }
+
+    // 5. Map a page Dom0 granted us and check its pattern.
+    let r = wait_for_key("data/share-ref", "share-ref", |v| !v.is_empty())?;
+    let pat = wait_for_key("data/share-pattern", "share-pattern", |v| !v.is_empty())?;
+    let parse = |v: &[u8], radix: u32| {
+        core::str::from_utf8(v)
+            .ok()
+            .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), radix).ok())
+    };
+    let sref = parse(&r, 10).ok_or_else(|| format!("grant: bad data/share-ref {r:?}"))?;
+    let sseed = parse(&pat, 16)
+        .and_then(|v| u8::try_from(v).ok())
+        .ok_or_else(|| format!("grant: bad data/share-pattern {pat:?}"))?;
+    let m = gnttab::map_grant(0, GrantRef(sref), true)
+        .map_err(|e| format!("grant: map dom0 ref {sref}: {e}"))?;
+    let mut buf = [0u8; PAGE_SIZE];
+    m.mem().copy_out(0, &mut buf);
+    let va = m.va();
+    gnttab::unmap(m).map_err(|e| format!("grant: unmap dom0 ref {sref}: {e}"))?;
+    match check_pattern(&buf, sseed) {
+        Ok(()) => println!("grant: mapped dom0 ref {sref} at {va:#x}: pattern {sseed:02x} ok, unmapped"),
+        Err((off, got, want)) => {
+            return Err(format!(
+                "grant: dom0 ref {sref}: pattern {sseed:02x} mismatch at {off}: got {got:#04x} want {want:#04x}"
+            ))
+        }
+    }
+    xs("write", |c| c.write(TxId::NONE, "data/grant-done", b"1"))?;
+    Ok(())
+}
+
+// ----------------------------------------------------------------- test=idle
+
+/// `ready`, then idle on the control/shutdown watch (polling deferred grant
+/// reclaim meanwhile) until the toolstack asks for poweroff or reboot.
+fn idle(_port: u32) -> Result<(), String> {
+    store::watch_shutdown().map_err(|e| format!("xenstore: control/shutdown watch: {e}"))?;
+    println!("ready");
+    loop {
+        gnttab::poll_deferred();
+        match store::next_event() {
+            Ok(Some(Event::Shutdown(req))) => {
+                println!("shutdown: {} requested", req.name());
+                println!("Test result: {}", Verdict::Success);
+                kernel::finish(req.reason());
+            }
+            Ok(_) => {}
+            Err(ShutdownError::BadValue(v)) => {
+                println!("error: control/shutdown: unsupported value {v}");
+                println!("Test result: {}", Verdict::Error);
+                kernel::finish(ShutdownReason::Crash);
+            }
+            Err(e) => return Err(format!("xenstore: control/shutdown: {e}")),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The kernel side of XenStore (guest only): an [`XsTransport`] over the
+//! store ring's event channel, one global client, and the
+//! `control/shutdown` watch that lets `xl shutdown` / `xl reboot` end the
+//! guest.
+//!
+//! Waiting: `wait` polls the store port (SCHEDOP_poll via `event::wait`)
+//! with a deadline and clears the pending bit *after* waking, before the
+//! client re-reads the ring, so an event can never be lost between the
+//! client's last check and the poll. No event before the deadline →
+//! `Err(())` → the client returns `Error::Timeout`.
+
+extern crate alloc;
+
+use core::fmt;
+
+use spin::Mutex;
+
+use crate::event;
+use crate::hypercall::ShutdownReason;
+use crate::platform::RingPage;
+use crate::shared::{SharedMem, PAGE_SIZE};
+use crate::time;
+use crate::xenstore::{Error, TxId, WatchEvent, XenStore, XsError, XsTransport};
+
+/// Default limit for one wait for xenstored (the nested lab is slow).
+pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;
+
+/// Event-channel transport of the store ring.
+pub struct EvtchnTransport {
+    port: u32,
+    /// Limit for one `wait`.
+    pub timeout_ns: u64,
+    pub notifies: u64,
+    pub waits: u64,
+}
+
+impl XsTransport for EvtchnTransport {
+    fn notify(&mut self) {
+        self.notifies += 1;
+        event::notify(self.port);
+    }
+
+    fn wait(&mut self) -> Result<(), ()> {
+        self.waits += 1;
+        let deadline = time::now_ns().saturating_add(self.timeout_ns);
+        event::wait(self.port, deadline);
+        // Clear after waking and before the caller re-reads the ring: an
+        // event arriving later stays pending for the next wait.
+        event::clear_pending(self.port);
+        if time::now_ns() >= deadline {
+            Err(())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub type Client = XenStore<EvtchnTransport>;
+
+static STORE: Mutex<Option<Client>> = Mutex::new(None);
+
+/// Why the global client is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The platform has no XenStore ring.
+    NoRing,
+    /// `init` has not run.
+    NotInitialised,
+    Xs(Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NoRing => write!(f, "no XenStore ring"),
+            StoreError::NotInitialised => write!(f, "XenStore not initialised"),
+            StoreError::Xs(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> Self {
+        StoreError::Xs(e)
+    }
+}
+
+/// Connect to the store ring of the platform. Idempotent.
+pub fn init(ring: Option<RingPage>) -> Result<(), StoreError> {
+    let ring = ring.ok_or(StoreError::NoRing)?;
+    let mut g = STORE.lock();
+    if g.is_none() {
+        // SAFETY: the entry path found the store page in the start-of-day
+        // mapping; it is shared with xenstored only and reached only via
+        // this SharedMem.
+        let mem = unsafe { SharedMem::from_raw(ring.va as *mut u8, PAGE_SIZE) };
+        let t = EvtchnTransport {
+            port: ring.port,
+            timeout_ns: DEFAULT_TIMEOUT_NS,
+            notifies: 0,
+            waits: 0,
+        };
+        *g = Some(XenStore::new(mem, t)?);
+    }
+    Ok(())
+}
+
+/// Run `f` with the global client (single vCPU: the lock is never
+/// contended; do not nest).
+pub fn with<R>(f: impl FnOnce(&mut Client) -> Result<R, Error>) -> Result<R, StoreError> {
+    let mut g = STORE.lock();
+    let c = g.as_mut().ok_or(StoreError::NotInitialised)?;
+    Ok(f(c)?)
+}
+
+/// Set the limit of each wait for xenstored.
+pub fn set_timeout(ns: u64) {
+    if let Some(c) = STORE.lock().as_mut() {
+        c.transport_mut().timeout_ns = ns;
+    }
+}
+
+// ---------------------------------------------------------- control/shutdown
+
+const SHUTDOWN_PATH: &str = "control/shutdown";
+const SHUTDOWN_TOKEN: &str = "xf-control-shutdown";
+
+/// A `control/shutdown` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownRequest {
+    Poweroff,
+    Reboot,
+}
+
+impl ShutdownRequest {
+    pub fn reason(self) -> ShutdownReason {
+        match self {
+            ShutdownRequest::Poweroff => ShutdownReason::Poweroff,
+            ShutdownRequest::Reboot => ShutdownReason::Reboot,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ShutdownRequest::Poweroff => "poweroff",
+            ShutdownRequest::Reboot => "reboot",
+        }
+    }
+}
+
+/// What a `control/shutdown` value asks for. `""` (acknowledged / none) →
+/// `Ok(None)`; anything we do not implement → `Err(value)`.
+pub fn parse_shutdown(value: &[u8]) -> Result<Option<ShutdownRequest>, &[u8]> {
+    let v = value.strip_suffix(&[0]).unwrap_or(value);
+    match v {
+        b"" => Ok(None),
+        b"poweroff" | b"halt" => Ok(Some(ShutdownRequest::Poweroff)),
+        b"reboot" => Ok(Some(ShutdownRequest::Reboot)),
+        other => Err(other),
+    }
+}
+
+/// Advertise `control/feature-poweroff` and `-reboot` and watch
+/// `control/shutdown`. Events for it are then consumed by [`next_event`].
+pub fn watch_shutdown() -> Result<(), StoreError> {
+    with(|c| {
+        c.write(TxId::NONE, "control/feature-poweroff", b"1")?;
+        c.write(TxId::NONE, "control/feature-reboot", b"1")?;
+        c.watch(SHUTDOWN_PATH, SHUTDOWN_TOKEN)
+    })
+}
+
+/// Read and acknowledge (write `""`, in one transaction, like Linux)
+/// `control/shutdown`. `Ok(None)` if nothing is requested.
+pub fn take_shutdown_request() -> Result<Option<ShutdownRequest>, ShutdownError> {
+    let value = with(|c| {
+        c.transaction(|c, tx| {
+            let v = match c.read(tx, SHUTDOWN_PATH) {
+                Ok(v) => v,
+                Err(Error::Xs(XsError::ENOENT)) => return Ok(alloc::vec::Vec::new()),
+                Err(e) => return Err(e),
+            };
+            if !v.is_empty() {
+                c.write(tx, SHUTDOWN_PATH, b"")?;
+            }
+            Ok(v)
+        })
+    })
+    .map_err(ShutdownError::Store)?;
+    parse_shutdown(&value).map_err(|v| ShutdownError::BadValue(BadValue::new(v)))
+}
+
+/// An unexpected `control/shutdown` value, kept for the error message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadValue {
+    bytes: [u8; 32],
+    len: usize,
+    truncated: bool,
+}
+
+impl BadValue {
+    fn new(v: &[u8]) -> BadValue {
+        let mut bytes = [0u8; 32];
+        let len = v.len().min(32);
+        bytes[..len].copy_from_slice(&v[..len]);
+        BadValue {
+            bytes,
+            len,
+            truncated: v.len() > 32,
+        }
+    }
+}
+
+impl fmt::Display for BadValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for &b in &self.bytes[..self.len] {
+            for c in core::ascii::escape_default(b) {
+                fmt::Write::write_char(f, c as char)?;
+            }
+        }
+        f.write_str(if self.truncated { "\"..." } else { "\"" })
+    }
+}
+
+/// Failure while handling `control/shutdown`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShutdownError {
+    Store(StoreError),
+    BadValue(BadValue),
+}
+
+impl fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShutdownError::Store(e) => write!(f, "{e}"),
+            ShutdownError::BadValue(v) => write!(f, "unsupported value {v}"),
+        }
+    }
+}
+
+/// What [`next_event`] saw.
+#[derive(Debug)]
+pub enum Event {
+    /// A watch of the caller fired.
+    Watch(WatchEvent),
+    /// Dom0 asked us to shut down (already acknowledged).
+    Shutdown(ShutdownRequest),
+}
+
+/// Waits for the next watch event (at most one transport timeout; returns
+/// `Ok(None)` if none came). `control/shutdown` events are handled here:
+/// empty values (the initial fire, our own acknowledgement) are skipped, a
+/// request comes back as [`Event::Shutdown`].
+pub fn next_event() -> Result<Option<Event>, ShutdownError> {
+    let ev = match with(|c| c.next_watch_event()) {
+        Ok(ev) => ev,
+        Err(StoreError::Xs(Error::Timeout)) => return Ok(None),
+        Err(e) => return Err(ShutdownError::Store(e)),
+    };
+    if ev.token != SHUTDOWN_TOKEN {
+        return Ok(Some(Event::Watch(ev)));
+    }
+    Ok(take_shutdown_request()?.map(Event::Shutdown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_values() {
+        assert_eq!(parse_shutdown(b""), Ok(None));
+        assert_eq!(
+            parse_shutdown(b"poweroff"),
+            Ok(Some(ShutdownRequest::Poweroff))
+        );
+        assert_eq!(
+            parse_shutdown(b"reboot\0"),
+            Ok(Some(ShutdownRequest::Reboot))
+        );
+        assert_eq!(parse_shutdown(b"suspend"), Err(&b"suspend"[..]));
+        assert_eq!(
+            alloc::format!("{}", BadValue::new(b"x\"\xff")),
+            "\"x\\\"\\xff\""
+        );
+    }
+}

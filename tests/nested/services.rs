@@ -1,0 +1,289 @@
+//! Issue 6: memory, grant tables and XenStore against a stock Dom0.
+//! Guest side: src/services.rs (`test=xenstore`, `grant`, `idle`); Dom0
+//! peers: docs/peers.md. Every assertion compares values that only exist at
+//! run time (random keys, grant refs, pattern seeds, shutdown reasons).
+
+use std::path::PathBuf;
+
+use lab::{Outcome, Scenario, Shutdown};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pv(name: &str) -> Scenario {
+    Scenario::new(
+        name,
+        root().join("target/x86_64-unknown-none/release/xenfront"),
+        root().join("xl-config/pv.cfg"),
+    )
+    .timeout_secs(150)
+}
+
+fn peer(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
+}
+
+/// Console lines, without `\r`.
+fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
+    o.console.lines().map(|l| l.trim_end_matches('\r'))
+}
+
+/// The console line starting with `prefix`, without it.
+fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
+    lines(o)
+        .find_map(|l| l.strip_prefix(prefix))
+        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
+}
+
+fn out<'a>(o: &'a Outcome, name: &str) -> Result<&'a str, String> {
+    o.out_files
+        .get(name)
+        .map(|s| s.trim_end())
+        .ok_or_else(|| format!("Dom0 script left no {name}"))
+}
+
+/// The number after `word` in `s`.
+fn num_after(s: &str, word: &str) -> Option<u64> {
+    let mut it = s.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',');
+    it.by_ref().find(|w| *w == word)?;
+    it.find(|w| !w.is_empty())?.parse().ok()
+}
+
+/// Shared by every script: wait until the guest console has a line
+/// matching `$1` (grep -E), at most ~90 s.
+const WAIT_CONSOLE: &str = r#"
+set -u
+D=/local/domain/$DOMID
+wait_console() {
+  i=0
+  until grep -qE "$1" "$CONSOLE_LOG"; do
+    i=$((i+1)); [ $i -gt 4500 ] && { echo "timeout waiting for $1"; exit 3; }
+    usleep 20000
+  done
+}
+rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+"#;
+
+const XENSTORE_SCRIPT: &str = r#"
+V="dom0-$(rand_hex 8)"
+printf %s "$V" >"$OUT/from-dom0"
+xenstore-write "$D/data/from-dom0" "$V"
+i=0
+until xenstore-read "$D/data/from-guest" >"$OUT/from-guest" 2>/dev/null; do
+  i=$((i+1)); [ $i -gt 4500 ] && exit 3; usleep 20000
+done
+wait_console 'xenstore: watching data/poke'
+P="poke-$(rand_hex 4)"
+printf %s "$P" >"$OUT/poke"
+xenstore-write "$D/data/poke" "$P"
+wait_console 'Test result:'
+xenstore-read "$D/data/tx-counter" >"$OUT/tx-counter"
+"#;
+
+fn check_xenstore(o: &Outcome) -> Result<(), String> {
+    let from_dom0 = out(o, "from-dom0")?;
+    let got = line(o, "xenstore: read data/from-dom0 = ")?;
+    if got != format!("{from_dom0:?}") {
+        return Err(format!("guest read {got}, Dom0 wrote {from_dom0:?}"));
+    }
+    let wrote = line(o, "xenstore: wrote data/from-guest = ")?;
+    let read_back = out(o, "from-guest")?;
+    if wrote != format!("{read_back:?}") || !read_back.starts_with("guest") {
+        return Err(format!("guest wrote {wrote}, Dom0 read {read_back:?}"));
+    }
+    let poke = out(o, "poke")?;
+    let fired = line(o, "xenstore: watch fired ")?;
+    if !fired.ends_with(&format!("value {poke:?}")) {
+        return Err(format!("watch line {fired:?}, Dom0 wrote {poke:?}"));
+    }
+    let tx = line(o, "xenstore: transaction committed after ")?;
+    let attempts: u64 = tx
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("transaction line {tx:?}"))?;
+    let retried = tx
+        .split(" (")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|w| w.parse::<u64>().ok())
+        .ok_or_else(|| format!("transaction line {tx:?}"))?;
+    if attempts < 2 || retried < 1 || !tx.ends_with("data/tx-counter = 101") {
+        return Err(format!("transaction line {tx:?}"));
+    }
+    if out(o, "tx-counter")? != "101" {
+        return Err(format!("Dom0 reads tx-counter {:?}", out(o, "tx-counter")?));
+    }
+    if line(o, "xenstore: read data/no-such-key: ")? != "ENOENT" {
+        return Err("missing key did not give ENOENT".into());
+    }
+    let rt = lines(o)
+        .find(|l| l.starts_with("xenstore: ") && l.contains(" read round trips in "))
+        .ok_or("no round-trip line")?;
+    let rate = num_after(rt, "ms").ok_or_else(|| format!("round-trip line {rt:?}"))?;
+    if rate == 0 {
+        return Err(format!("round-trip line {rt:?}"));
+    }
+    Ok(())
+}
+
+const GRANT_SCRIPT: &str = r#"
+wait_console '^grant: ref [0-9]+ pattern-seed [0-9a-f]{2}'
+L=$(grep -m1 -E '^grant: ref [0-9]+ pattern-seed' "$CONSOLE_LOG" | tr -d '\r')
+set -- $L
+R=$3; S=$5
+echo "$R $S" >"$OUT/grant"
+"$FILES/xf-gnt-map" "$DOMID" "$R" --expect-pattern "$S" --hold-ms 3000 >"$OUT/gnt-map.out" 2>&1 &
+MP=$!
+i=0
+until grep -q 'holding mapping' "$OUT/gnt-map.out"; do
+  i=$((i+1)); [ $i -gt 1500 ] && break; usleep 20000
+done
+xenstore-write "$D/data/grant-mapped" 1
+wait $MP
+echo $? >"$OUT/gnt-map.status"
+SH=$(rand_hex 1)
+xenstore-write "$D/data/share-pattern" "$SH"
+"$FILES/xf-gnt-share" "$DOMID" --pattern "$SH" --write-key "$D/data/share-ref" --hold-ms 15000 >"$OUT/gnt-share.out" 2>&1 &
+SP=$!
+echo "$SH" >"$OUT/share-pattern"
+wait_console 'Test result:'
+wait $SP
+echo $? >"$OUT/gnt-share.status"
+"#;
+
+fn check_grant(o: &Outcome) -> Result<(), String> {
+    let g = out(o, "grant")?;
+    let (r, s) = g.split_once(' ').ok_or("bad $OUT/grant")?;
+    let map = out(o, "gnt-map.out")?;
+    if out(o, "gnt-map.status")? != "0" {
+        return Err(format!("xf-gnt-map failed: {map}"));
+    }
+    for want in [
+        format!("gnt-map: mapped ref {r} from dom "),
+        format!("gnt-map: pattern 0x{s} match"),
+        "unchanged".to_string(),
+        "gnt-map: result ok".to_string(),
+    ] {
+        if !map.contains(&want) {
+            return Err(format!("xf-gnt-map output lacks {want:?}: {map}"));
+        }
+    }
+    line(o, &format!("grant: dom0 reports ref {r} mapped"))?;
+    let deferred = line(o, "grant: revoke while mapped: deferred (")?;
+    if num_after(deferred, "deferred") != Some(1) {
+        return Err(format!("deferred line {deferred:?}"));
+    }
+    let reclaimed = line(o, "grant: reclaimed 1 page(s) ")?;
+    let counters = reclaimed.rsplit_once('(').map_or("", |(_, c)| c);
+    if num_after(counters, "deferred") != Some(0) || num_after(counters, "in_use") != Some(0) {
+        return Err(format!("reclaimed line {reclaimed:?}"));
+    }
+    if lines(o)
+        .filter(|l| *l == "grant: counters back to baseline")
+        .count()
+        != 2
+    {
+        return Err("counters did not come back to baseline twice".into());
+    }
+    let ex = line(o, "grant: exhausted after ")?;
+    let n: u64 = ex
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or("exhausted line")?;
+    let frames = ex
+        .split_whitespace()
+        .skip_while(|w| *w != "frames")
+        .nth(1)
+        .unwrap_or("");
+    let (cur, max) = frames
+        .trim_end_matches(')')
+        .split_once('/')
+        .ok_or("frames")?;
+    let max: u64 = max.parse().map_err(|_| "max frames")?;
+    if !ex.contains("grants: Table(Exhausted)") || cur != max.to_string() || n != max * 512 - 8 {
+        return Err(format!("exhaustion line {ex:?}"));
+    }
+    line(
+        o,
+        &format!("grant: ended all {n} grants (in_use 0 deferred 0 "),
+    )?;
+    let perf = line(o, "grant: ")
+        .ok()
+        .and_then(|_| lines(o).find(|l| l.contains("grant+revoke pairs")))
+        .ok_or("no ops/s line")?;
+    if num_after(perf, "ms").is_none() {
+        return Err(format!("ops line {perf:?}"));
+    }
+    if !line(o, "grant: map of a bad ref: GNTST ")?.starts_with("BadGntref") {
+        return Err("bad ref did not give GNTST BadGntref".into());
+    }
+    let share = out(o, "gnt-share.out")?;
+    let sref = share
+        .lines()
+        .find_map(|l| l.strip_prefix("gnt-share: ref "))
+        .and_then(|l| l.split_whitespace().next())
+        .ok_or_else(|| format!("xf-gnt-share output: {share}"))?;
+    let sh = out(o, "share-pattern")?;
+    line(o, &format!("grant: mapped dom0 ref {sref} at ")).and_then(|l| {
+        if l.ends_with(&format!("pattern {sh} ok, unmapped")) {
+            Ok(())
+        } else {
+            Err(format!("share line {l:?}, pattern {sh}"))
+        }
+    })?;
+    Ok(())
+}
+
+fn idle(name: &str, action: &str, reason: Shutdown, marker: &str) -> Scenario {
+    pv(name)
+        .extra("test=idle")
+        .dom0_script(format!("{WAIT_CONSOLE}\nwait_console '^ready'\n{action}\n"))
+        .marker("ready")
+        .marker(marker)
+        .shutdown(Some(reason))
+        .timeout_secs(120)
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        pv("services-xenstore")
+            .extra("test=xenstore")
+            .dom0_script(format!("{WAIT_CONSOLE}{XENSTORE_SCRIPT}"))
+            .marker("xenstore: read data/no-such-key: ENOENT")
+            .marker("Test result: SUCCESS")
+            .shutdown(Some(Shutdown::Poweroff))
+            .script_status(0)
+            .check(check_xenstore),
+        pv("services-grant")
+            .extra("test=grant")
+            .file(peer("xf-gnt-map"), "xf-gnt-map")
+            .file(peer("xf-gnt-share"), "xf-gnt-share")
+            .dom0_script(format!("{WAIT_CONSOLE}{GRANT_SCRIPT}"))
+            .marker("grant: revoke while mapped: deferred")
+            .marker("Test result: SUCCESS")
+            .shutdown(Some(Shutdown::Poweroff))
+            .script_status(0)
+            .check(check_grant),
+        idle(
+            "services-xl-shutdown",
+            "xl shutdown \"$DOMID\"",
+            Shutdown::Poweroff,
+            "shutdown: poweroff requested",
+        ),
+        idle(
+            "services-xl-reboot",
+            "xl reboot \"$DOMID\"",
+            Shutdown::Reboot,
+            "shutdown: reboot requested",
+        ),
+        idle(
+            "services-bad-shutdown-value",
+            "xenstore-write \"$D/control/shutdown\" bogus",
+            Shutdown::Crash,
+            "error: control/shutdown: unsupported value \"bogus\"",
+        ),
+    ]
+}
