@@ -1,0 +1,420 @@
+//! Guest side of the demo-ring and vchan scenarios (guest only): the
+//! Xen implementation of the drivers' traits ([`XenChan`]: event channels,
+//! grant table, XenStore) and the scenario bodies. Not yet wired: needs
+//! `gnttab`/`mm`/`store` committed, then `pub mod channels;` (guest only) in
+//! lib.rs, `Test` variants in cmdline.rs and one `.or_else` in kernel.rs.
+//!
+//! Console lines (matched by tests/nested/demo.rs and vchan.rs):
+//! ```text
+//! demo-front: published data/demo ring-ref <R> event-channel <P>
+//! demo-front: <N>/<N> ok in <ms> ms (<r> req/s), <n> notifications (<x.xxx> per request)
+//! demo-front: FAILED after <done> requests: <why>
+//! demo-back: mapped ring-ref <R> port <P>
+//! demo-back: answered <N> requests, <n> notifications, front gone
+//! vchan-server: connection <i>: echoed <B> bytes in <ms> ms (<x.x> MB/s)
+//! vchan-client: connection <i>: echoed <B> bytes in <ms> ms (<x.x> MB/s), server <closed|gone>
+//! grants: in_use <a> deferred <b> (baseline in_use <c>)
+//! ```
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::drivers::console::Events;
+use crate::drivers::demo::{BackEnd, DemoBack, DemoError, DemoFront, PeerProbe};
+use crate::drivers::vchan::{EnvError, Vchan, VchanEnv, VchanError};
+use crate::event::{self, XenEvents};
+use crate::gnttab::{self, ForeignMapping, Grant};
+use crate::grant_table::GrantRef;
+use crate::hypercall::EvtchnState;
+use crate::mm;
+use crate::scenario::Verdict;
+use crate::shared::SharedMem;
+use crate::store;
+use crate::time;
+use crate::xenstore::{Error, Perm, PermKind, TxId, XsError};
+
+/// Dom0's domain id.
+const DOM0: u16 = 0;
+/// Demo requests per run.
+pub const DEMO_REQUESTS: u64 = 10_000;
+/// Waiting for Dom0 (script start-up under TCG takes seconds).
+const DOM0_NS: u64 = 90_000_000_000;
+/// No progress for this long → timeout.
+const IDLE_NS: u64 = 30_000_000_000;
+
+/// The kernel's implementation of the driver traits.
+#[derive(Debug, Default)]
+pub struct XenChan;
+
+impl Events for XenChan {
+    fn notify(&self, port: u32) {
+        XenEvents.notify(port)
+    }
+    fn clear(&self, port: u32) {
+        XenEvents.clear(port)
+    }
+    fn wait(&self, port: u32, deadline_ns: u64) {
+        XenEvents.wait(port, deadline_ns)
+    }
+    fn now_ns(&self) -> u64 {
+        time::now_ns()
+    }
+}
+
+impl PeerProbe for XenChan {
+    /// The remote end closed → our port fell back to unbound.
+    fn peer_gone(&self, port: u32) -> bool {
+        !matches!(event::status(port), Ok(EvtchnState::Interdomain { .. }))
+    }
+}
+
+fn xs_err(what: &'static str) -> impl Fn(store::StoreError) -> EnvError {
+    move |e| EnvError::new(what, e)
+}
+
+impl VchanEnv for XenChan {
+    type Share = Grant;
+    type Map = ForeignMapping;
+
+    fn self_domid(&mut self) -> Result<u16, EnvError> {
+        let d = store::with(|c| c.read_u64(TxId::NONE, "domid")).map_err(xs_err("read domid"))?;
+        u16::try_from(d).map_err(|_| EnvError::new("read domid", d))
+    }
+
+    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Grant), EnvError> {
+        let page = mm::alloc_shared_page().map_err(|e| EnvError::new("alloc page", e))?;
+        let g = gnttab::grant_page(domid, &page, false).map_err(|e| EnvError::new("grant", e))?;
+        let mem = page.mem();
+        Ok((mem, g.gref().0, g))
+    }
+
+    fn unshare_page(&mut self, g: Grant) {
+        // Still mapped by the peer → parked on the deferred list, freed by
+        // poll_deferred once it unmaps.
+        let _ = gnttab::revoke(g);
+    }
+
+    fn map_page(
+        &mut self,
+        domid: u16,
+        gref: u32,
+        readonly: bool,
+    ) -> Result<(SharedMem, ForeignMapping), EnvError> {
+        let m = gnttab::map_grant(domid, GrantRef(gref), readonly)
+            .map_err(|e| EnvError::new("map_grant_ref", e))?;
+        Ok((m.mem(), m))
+    }
+
+    fn unmap_page(&mut self, m: ForeignMapping) {
+        let _ = gnttab::unmap(m);
+    }
+
+    fn alloc_unbound(&mut self, remote: u16) -> Result<u32, EnvError> {
+        event::alloc_unbound(remote).map_err(|e| EnvError::new("alloc_unbound", e))
+    }
+
+    fn bind_interdomain(&mut self, remote: u16, port: u32) -> Result<u32, EnvError> {
+        event::bind_interdomain(remote, port).map_err(|e| EnvError::new("bind_interdomain", e))
+    }
+
+    fn close_port(&mut self, port: u32) {
+        let _ = event::close(port);
+    }
+
+    fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError> {
+        store::with(|c| {
+            c.transaction(|c, tx| {
+                for (k, v) in entries {
+                    c.write(tx, k, v.as_bytes())?;
+                    c.set_perms(tx, k, perms)?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(xs_err("publish"))
+    }
+
+    fn xs_read(&mut self, path: &str) -> Result<Option<Vec<u8>>, EnvError> {
+        match store::with(|c| c.read(TxId::NONE, path)) {
+            Ok(v) => Ok(Some(v)),
+            Err(store::StoreError::Xs(Error::Xs(XsError::ENOENT | XsError::EACCES))) => Ok(None),
+            Err(e) => Err(EnvError::new("read", e)),
+        }
+    }
+
+    fn xs_rm(&mut self, path: &str) {
+        let _ = store::with(|c| c.rm(TxId::NONE, path));
+    }
+}
+
+/// The scenarios of this module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelTest {
+    /// Guest frontend, `xf-ring-back` in Dom0: all requests must succeed.
+    DemoFront,
+    /// Same, but Dom0 misbehaves (`--die-after`, `--bad-id`,
+    /// `--bad-index`): a typed disconnect + clean-up is the success.
+    DemoFrontFault,
+    /// Guest backend, `xf-ring-front` in Dom0.
+    DemoBack,
+    /// Guest vchan server (echo), `vchan-socket-proxy` client in Dom0.
+    VchanServer,
+    /// Guest vchan client (echo), `vchan-socket-proxy -m server` in Dom0.
+    VchanClient,
+}
+
+impl ChannelTest {
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "demo-front" => ChannelTest::DemoFront,
+            "demo-front-fault" => ChannelTest::DemoFrontFault,
+            "demo-back" => ChannelTest::DemoBack,
+            "vchan-server" => ChannelTest::VchanServer,
+            "vchan-client" => ChannelTest::VchanClient,
+            _ => return None,
+        })
+    }
+}
+
+/// Runs one scenario (the XenStore client must be up).
+pub fn run(t: ChannelTest) -> Verdict {
+    let base = match gnttab::counters() {
+        Ok(c) => c.in_use,
+        Err(e) => {
+            println!("error: grant table: {e}");
+            return Verdict::Error;
+        }
+    };
+    let r = match t {
+        ChannelTest::DemoFront => demo_front(false),
+        ChannelTest::DemoFrontFault => demo_front(true),
+        ChannelTest::DemoBack => demo_back(),
+        ChannelTest::VchanServer => vchan_server(3),
+        ChannelTest::VchanClient => vchan_client(3),
+    };
+    let clean = back_to_baseline(base);
+    match (r, clean) {
+        (Ok(()), true) => Verdict::Success,
+        (Ok(()), false) => Verdict::Failure,
+        (Err(e), _) => {
+            println!("error: {e}");
+            Verdict::Failure
+        }
+    }
+}
+
+/// Polls deferred grants until `in_use` is back at `base` (≤ 10 s).
+fn back_to_baseline(base: usize) -> bool {
+    let deadline = time::now_ns() + 10_000_000_000;
+    loop {
+        gnttab::poll_deferred();
+        let c = gnttab::counters().ok();
+        let (in_use, deferred) = c.map_or((usize::MAX, 0), |c| (c.in_use, c.deferred));
+        if (in_use == base && deferred == 0) || time::now_ns() >= deadline {
+            println!("grants: in_use {in_use} deferred {deferred} (baseline in_use {base})");
+            return in_use == base && deferred == 0;
+        }
+        event::wait(0, time::now_ns() + 50_000_000);
+    }
+}
+
+fn rate(n: u64, ns: u64) -> u64 {
+    n.saturating_mul(1_000_000_000) / ns.max(1)
+}
+
+fn demo_front(expect_fault: bool) -> Result<(), String> {
+    let page = mm::alloc_shared_page().map_err(|e| format!("alloc page: {e}"))?;
+    let port = event::alloc_unbound(DOM0).map_err(|e| format!("alloc_unbound: {e}"))?;
+    let mut front = DemoFront::new(page.mem(), port).map_err(|e| format!("ring: {e}"))?;
+    let grant = gnttab::grant_page(DOM0, &page, false).map_err(|e| format!("grant: {e}"))?;
+    drop(page);
+    let gref = grant.gref().0;
+    let mut env = XenChan;
+    let me = env
+        .self_domid()
+        .map_err(|e| format!("{}: {}", e.what, e.detail))?;
+    let perms = [
+        Perm {
+            kind: PermKind::None,
+            domid: me,
+        },
+        Perm {
+            kind: PermKind::Read,
+            domid: DOM0,
+        },
+    ];
+    let (gs, ps) = (format!("{gref}"), format!("{port}"));
+    env.xs_publish(
+        &[
+            ("data/demo/ring-ref", &gs),
+            ("data/demo/event-channel", &ps),
+        ],
+        &perms,
+    )
+    .map_err(|e| format!("{}: {}", e.what, e.detail))?;
+    println!("demo-front: published data/demo ring-ref {gref} event-channel {port}");
+    let t0 = time::now_ns();
+    // The first wait covers Dom0 starting xf-ring-back.
+    let r = front.run(&XenChan, 0, DEMO_REQUESTS, DOM0_NS.max(IDLE_NS));
+    let ns = time::now_ns() - t0;
+    let st = front.stats();
+    let out = match r {
+        Ok(_) => {
+            println!(
+                "demo-front: {}/{} ok in {} ms ({} req/s), {} notifications ({}.{:03} per request)",
+                st.completed,
+                DEMO_REQUESTS,
+                ns / 1_000_000,
+                rate(st.completed, ns),
+                st.notifies,
+                st.notifies / st.sent.max(1),
+                st.notifies * 1000 / st.sent.max(1) % 1000
+            );
+            if expect_fault {
+                Err(String::from(
+                    "expected a faulty backend, all requests succeeded",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => {
+            println!("demo-front: FAILED after {} requests: {e}", st.completed);
+            match (expect_fault, e) {
+                (true, DemoError::Timeout { .. }) | (false, _) => Err(format!("demo-front: {e}")),
+                (true, _) => Ok(()),
+            }
+        }
+    };
+    // Tear down: keys, port, grant (deferred while Dom0 still maps it).
+    env.xs_rm("data/demo");
+    let _ = event::close(port);
+    match gnttab::revoke(grant) {
+        Ok(r) => println!("demo-front: revoked ring-ref {gref}: {r:?}"),
+        Err(e) => println!("demo-front: revoke ring-ref {gref}: {e}"),
+    }
+    out
+}
+
+/// Reads a decimal key, waiting for it (Dom0 publishes it).
+fn wait_key(path: &str) -> Result<u32, String> {
+    let deadline = time::now_ns() + DOM0_NS;
+    loop {
+        if let Ok(Some(v)) = XenChan.xs_read(path) {
+            if let Some(n) = core::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()) {
+                return Ok(n);
+            }
+        }
+        if time::now_ns() >= deadline {
+            return Err(format!("timed out waiting for {path}"));
+        }
+        event::wait(0, time::now_ns() + 100_000_000);
+    }
+}
+
+fn demo_back() -> Result<(), String> {
+    // xf-ring-front writes ring-ref and event-channel in one transaction.
+    let port_r = wait_key("data/demo-back/event-channel")?;
+    let gref = wait_key("data/demo-back/ring-ref")?;
+    let port = event::bind_interdomain(DOM0, port_r).map_err(|e| format!("bind: {e}"))?;
+    let map = match gnttab::map_grant(DOM0, GrantRef(gref), false) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = event::close(port);
+            return Err(format!("map ring-ref {gref}: {e}"));
+        }
+    };
+    println!("demo-back: mapped ring-ref {gref} port {port}");
+    let r = DemoBack::attach(map.mem(), port, true).and_then(|mut b| {
+        // A notify sent before we bound is lost: serve() checks first.
+        let end = b.serve(&XenChan, None, IDLE_NS)?;
+        Ok((end, b.stats()))
+    });
+    let out = match r {
+        Ok((BackEnd::FrontGone, st)) => {
+            println!(
+                "demo-back: answered {} requests, {} notifications, front gone",
+                st.answered, st.notifies
+            );
+            Ok(())
+        }
+        Ok((end, _)) => Err(format!("demo-back: unexpected end {end:?}")),
+        Err(e) => Err(format!("demo-back: {e}")),
+    };
+    let _ = gnttab::unmap(map);
+    let _ = event::close(port);
+    out
+}
+
+fn venv(e: (XenChan, VchanError)) -> String {
+    format!("{}", e.1)
+}
+
+fn mbs(bytes: u64, ns: u64) -> (u64, u64) {
+    let x10 = bytes.saturating_mul(10_000) / ns.max(1); // 0.1 MB/s units
+    (x10 / 10, x10 % 10)
+}
+
+fn vchan_server(rounds: u32) -> Result<(), String> {
+    let me = XenChan.self_domid().map_err(|e| e.detail)?;
+    let path = format!("/local/domain/{me}/data/vchan");
+    let mut env = XenChan;
+    for i in 0..rounds {
+        let mut v = Vchan::server(env, DOM0, &path, 0, 0).map_err(venv)?;
+        println!("vchan-server: listening on {path} (connection {i})");
+        let r = v.wait_connected(DOM0_NS).and_then(|()| {
+            let t0 = time::now_ns();
+            let n = v.echo(u64::MAX, IDLE_NS)?;
+            Ok((n, time::now_ns() - t0))
+        });
+        env = v.close();
+        let (n, ns) = r.map_err(|e| format!("vchan-server: connection {i}: {e}"))?;
+        let (a, b) = mbs(n, ns);
+        println!(
+            "vchan-server: connection {i}: echoed {n} bytes in {} ms ({a}.{b} MB/s)",
+            ns / 1_000_000
+        );
+    }
+    Ok(())
+}
+
+fn vchan_client(rounds: u32) -> Result<(), String> {
+    let path = "data/vchan-srv";
+    let mut env = XenChan;
+    for i in 0..rounds {
+        let deadline = time::now_ns() + DOM0_NS;
+        let mut v = loop {
+            match Vchan::client(env, DOM0, path) {
+                Ok(v) => break v,
+                Err((e, err)) => {
+                    env = e;
+                    if time::now_ns() >= deadline {
+                        return Err(format!("vchan-client: connection {i}: {err}"));
+                    }
+                    event::wait(0, time::now_ns() + 200_000_000);
+                    gnttab::poll_deferred();
+                }
+            }
+        };
+        println!("vchan-client: connected (connection {i})");
+        let t0 = time::now_ns();
+        let r = v.echo(u64::MAX, IDLE_NS);
+        let ns = time::now_ns() - t0;
+        let how = if v.stream().peer_live() == 0 {
+            "closed"
+        } else {
+            "gone"
+        };
+        env = v.close();
+        let n = r.map_err(|e| format!("vchan-client: connection {i}: {e}"))?;
+        let (a, b) = mbs(n, ns);
+        println!(
+            "vchan-client: connection {i}: echoed {n} bytes in {} ms ({a}.{b} MB/s), server {how}",
+            ns / 1_000_000
+        );
+    }
+    Ok(())
+}
