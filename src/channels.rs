@@ -1,8 +1,8 @@
 //! Guest side of the demo-ring and vchan scenarios (guest only): the
 //! Xen implementation of the drivers' traits ([`XenChan`]: event channels,
-//! grant table, XenStore) and the scenario bodies. Not yet wired: needs
-//! `gnttab`/`mm`/`store` committed, then `pub mod channels;` (guest only) in
-//! lib.rs, `Test` variants in cmdline.rs and one `.or_else` in kernel.rs.
+//! grant table, XenStore) and the scenario bodies, dispatched from
+//! kernel_main through [`run_test`] (`test=demo-front`, `demo-front-fault`,
+//! `demo-back`, `vchan-server`, `vchan-client`).
 //!
 //! Console lines (matched by tests/nested/demo.rs and vchan.rs):
 //! ```text
@@ -417,4 +417,26 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Kernel dispatch: runs `test` if it is one of ours (connects the
+/// XenStore client first).
+pub fn run_test(
+    test: crate::scenario::Test,
+    store_ring: Option<crate::platform::RingPage>,
+) -> Option<Verdict> {
+    use crate::scenario::Test;
+    let t = match test {
+        Test::DemoFront => ChannelTest::DemoFront,
+        Test::DemoFrontFault => ChannelTest::DemoFrontFault,
+        Test::DemoBack => ChannelTest::DemoBack,
+        Test::VchanServer => ChannelTest::VchanServer,
+        Test::VchanClient => ChannelTest::VchanClient,
+        _ => return None,
+    };
+    if let Err(e) = store::init(store_ring) {
+        println!("error: xenstore: {e}");
+        return Some(Verdict::Error);
+    }
+    Some(run(t))
 }

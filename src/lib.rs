@@ -45,4 +45,6 @@ pub mod pv_entry;
 #[macro_use]
 pub mod print;
 #[cfg(target_os = "none")]
+pub mod channels;
+#[cfg(target_os = "none")]
 pub mod services;
