@@ -34,7 +34,7 @@ XEN_NOTE 4,  .quad 0                    /* PADDR_OFFSET */
 XEN_NOTE 1,  .quad _start               /* ENTRY (PV, virtual) */
 XEN_NOTE 2,  .quad hypercall_page       /* HYPERCALL_PAGE */
 /* No FEATURES note: like Mini-OS x86_64 we require no optional feature.
- * Reserved for PVH (not implemented yet): XEN_NOTE 18, .long _pvh_start */
+ * PHYS32_ENTRY (18, the PVH entry `_pvh_start`) is in boot/pvh.S. */
 
     .section .text.boot, "ax", @progbits
     .code64

@@ -216,6 +216,52 @@ pub fn xen_get_features(idx: u32) -> Result<u32, Errno> {
     Ok(info.submap)
 }
 
+// ------------------------------------------------------------------ hvm_op
+
+/// `__HYPERVISOR_hvm_op`.
+const HVM_OP: usize = 34;
+
+/// `HVM_PARAM_*` indices (hvm/params.h) used by a PVH guest.
+pub mod hvm_param {
+    pub const CALLBACK_IRQ: u32 = 0;
+    pub const STORE_PFN: u32 = 1;
+    pub const STORE_EVTCHN: u32 = 2;
+    pub const CONSOLE_PFN: u32 = 17;
+    pub const CONSOLE_EVTCHN: u32 = 18;
+}
+
+/// `struct xen_hvm_param`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HvmParam {
+    pub domid: u16,
+    pub index: u32,
+    pub value: u64,
+}
+
+fn hvm_param_op(cmd: u64, index: u32, value: u64) -> Result<u64, Errno> {
+    let mut arg = HvmParam {
+        domid: DOMID_SELF,
+        index,
+        value,
+    };
+    // SAFETY: `arg` is a live xen_hvm_param for the duration of the call;
+    // get writes `value` back into it.
+    check(unsafe { hypercall(HVM_OP, cmd, &mut arg as *mut _ as u64, 0, 0, 0) })?;
+    Ok(arg.value)
+}
+
+/// `HVMOP_get_param` for our own domain (HVM/PVH only; PV gets -ENOSYS or
+/// -EINVAL).
+pub fn hvm_get_param(index: u32) -> Result<u64, Errno> {
+    hvm_param_op(1, index, 0)
+}
+
+/// `HVMOP_set_param` for our own domain.
+pub fn hvm_set_param(index: u32, value: u64) -> Result<(), Errno> {
+    hvm_param_op(0, index, value).map(drop)
+}
+
 // -------------------------------------------------------- event_channel_op
 
 /// An `EVTCHNOP_*` argument struct (event_channel.h), tied to its command.
@@ -644,6 +690,9 @@ mod tests {
         assert_eq!(size_of::<MmuUpdate>(), 16);
         assert_eq!(offset_of!(AddToPhysmap, idx), 8);
         assert_eq!(offset_of!(AddToPhysmap, gpfn), 16);
+        assert_eq!(offset_of!(HvmParam, index), 4);
+        assert_eq!(offset_of!(HvmParam, value), 8);
+        assert_eq!(size_of::<HvmParam>(), 16);
         assert_eq!(size_of::<TrapInfo>(), 16);
         assert_eq!(offset_of!(TrapInfo, address), 8);
         assert_eq!(size_of::<EvtchnStatusOp>(), 24);

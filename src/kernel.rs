@@ -54,12 +54,18 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         ),
         Err(e) => println!("error: time: {e}"),
     }
-    println!(
-        "start_info: magic {:?} nr_pages {} flags {:#x}",
-        Bytes(platform.magic()),
-        platform.nr_pages,
-        platform.flags
-    );
+    match platform.hvm {
+        None => println!(
+            "start_info: magic {:?} nr_pages {} flags {:#x}",
+            Bytes(platform.magic()),
+            platform.nr_pages,
+            platform.flags
+        ),
+        Some(h) => println!(
+            "hvm_start_info: magic {:#x} version {} nr_pages {} flags {:#x} memmap {} entries",
+            h.magic, h.version, platform.nr_pages, platform.flags, h.memmap_entries
+        ),
+    }
     print_mm();
     println!("cmdline: {:?}", Bytes(platform.cmdline()));
     let opts = match cmdline::parse_bytes(platform.cmdline()) {

@@ -42,6 +42,8 @@ pub mod kscenario;
 #[cfg(target_os = "none")]
 pub mod pv_entry;
 #[cfg(target_os = "none")]
+pub mod pvh;
+#[cfg(target_os = "none")]
 #[macro_use]
 pub mod print;
 #[cfg(target_os = "none")]

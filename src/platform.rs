@@ -1,7 +1,8 @@
 //! What the boot path found out about the machine, independent of how the
-//! kernel was entered (PV now, PVH later). `kernel_main` only sees this.
+//! kernel was entered (PV: src/boot.rs, PVH: src/pvh.rs). `kernel_main`
+//! only sees this.
 
-use crate::start_info::{StartInfo, CMDLINE_MAX};
+use crate::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_RAM};
 
 /// How Xen started us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,74 @@ pub struct Platform {
     pub console: Option<RingPage>,
     /// XenStore ring.
     pub store: Option<RingPage>,
+    /// PVH only: what hvm_start_info said.
+    pub hvm: Option<HvmInfo>,
+    /// Guest-physical memory map (PVH: hvm_start_info's E820 table; PV:
+    /// empty, the PV memory is `nr_pages` from pfn 0).
+    pub memmap: MemMap,
+}
+
+/// The hvm_start_info fields worth keeping (PVH).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HvmInfo {
+    pub magic: u32,
+    pub version: u32,
+    pub rsdp_paddr: u64,
+    /// Entries in Xen's table (more than [`MAX_MEMMAP`] are dropped).
+    pub memmap_entries: u32,
+}
+
+/// Most E820 entries kept; a PVH domU has a handful.
+pub const MAX_MEMMAP: usize = 32;
+
+/// A copied E820-style memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemMap {
+    entries: [MemmapEntry; MAX_MEMMAP],
+    len: usize,
+}
+
+impl MemMap {
+    pub const fn empty() -> MemMap {
+        MemMap {
+            entries: [MemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+                reserved: 0,
+            }; MAX_MEMMAP],
+            len: 0,
+        }
+    }
+
+    /// Copy up to [`MAX_MEMMAP`] entries.
+    pub fn from_entries(src: &[MemmapEntry]) -> MemMap {
+        let mut m = MemMap::empty();
+        for e in src.iter().take(MAX_MEMMAP) {
+            m.entries[m.len] = *e;
+            m.len += 1;
+        }
+        m
+    }
+
+    pub fn entries(&self) -> &[MemmapEntry] {
+        &self.entries[..self.len]
+    }
+
+    /// Whole 4 KiB pages of RAM (type 1), each region rounded inwards.
+    pub fn ram_pages(&self) -> u64 {
+        self.ram_ranges().map(|(s, e)| e - s).sum()
+    }
+
+    /// RAM regions as page-aligned pfn ranges `[start, end)` (rounded
+    /// inwards; empty ones skipped).
+    pub fn ram_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.entries()
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| (e.addr.div_ceil(4096), e.addr.saturating_add(e.size) / 4096))
+            .filter(|(s, e)| e > s)
+    }
 }
 
 impl Platform {
@@ -74,6 +143,51 @@ impl Platform {
             cmdline_len: cmd.len(),
             console: ring(si.console_mfn, si.console_evtchn),
             store: ring(si.store_mfn, si.store_evtchn),
+            hvm: None,
+            memmap: MemMap::empty(),
+        }
+    }
+
+    /// Describe a PVH boot: a copy of hvm_start_info, its memory map and
+    /// command line (already copied out of guest memory), and the console
+    /// and XenStore (pfn, port) pairs from the HVM params (pfn 0 = none).
+    /// Memory is identity-mapped, so a page's VA is its physical address;
+    /// `mapped(pfn)` says whether the boot page tables cover it.
+    pub fn from_pvh(
+        hsi: &HvmStartInfo,
+        memmap: &[MemmapEntry],
+        cmd: &[u8],
+        console: (u64, u32),
+        store: (u64, u32),
+        mapped: impl Fn(u64) -> bool,
+    ) -> Platform {
+        let ring = |(pfn, port): (u64, u32)| {
+            (pfn != 0 && mapped(pfn)).then_some(RingPage {
+                pfn,
+                va: (pfn << 12) as usize,
+                port,
+            })
+        };
+        let cmd = &cmd[..cmd.len().min(CMDLINE_MAX - 1)];
+        let mut cmdline = [0u8; CMDLINE_MAX];
+        cmdline[..cmd.len()].copy_from_slice(cmd);
+        let memmap = MemMap::from_entries(memmap);
+        Platform {
+            kind: BootKind::Pvh,
+            magic: [0; 32],
+            nr_pages: memmap.ram_pages(),
+            flags: hsi.flags,
+            cmdline,
+            cmdline_len: cmd.len(),
+            console: ring(console),
+            store: ring(store),
+            hvm: Some(HvmInfo {
+                magic: hsi.magic,
+                version: hsi.version,
+                rsdp_paddr: hsi.rsdp_paddr,
+                memmap_entries: hsi.memmap_entries,
+            }),
+            memmap,
         }
     }
 
@@ -131,5 +245,59 @@ mod tests {
         let mut s = si();
         s.console_mfn = 0;
         assert_eq!(Platform::from_pv(&s, Some).console, None);
+    }
+
+    fn e(addr: u64, size: u64, kind: u32) -> MemmapEntry {
+        MemmapEntry {
+            addr,
+            size,
+            kind,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn pvh_from_start_info_and_params() {
+        let hsi = HvmStartInfo {
+            magic: crate::start_info::HVM_START_MAGIC,
+            version: 1,
+            flags: 0,
+            memmap_entries: 3,
+            ..Default::default()
+        };
+        let map = [
+            e(0, 0x2000000, E820_RAM),
+            e(0xfc000000, 0x1000, 2),
+            // Partial pages at both ends count as nothing.
+            e(0x100000800, 0x2000, E820_RAM),
+        ];
+        let p = Platform::from_pvh(&hsi, &map, b"test=hello", (0xfeffc, 3), (0, 1), |pfn| {
+            pfn < 1 << 20
+        });
+        assert_eq!(p.kind, BootKind::Pvh);
+        assert_eq!(p.nr_pages, 0x2000 + 1);
+        assert_eq!(
+            p.console,
+            Some(RingPage {
+                pfn: 0xfeffc,
+                va: 0xfeffc000,
+                port: 3
+            })
+        );
+        assert_eq!(p.store, None, "pfn 0 means no XenStore");
+        assert_eq!(p.cmdline(), b"test=hello");
+        assert_eq!(p.hvm.unwrap().version, 1);
+        assert_eq!(p.memmap.entries().len(), 3);
+        // A ring outside the boot mapping is refused.
+        let p = Platform::from_pvh(&hsi, &map, b"", (0x200000, 3), (0, 0), |pfn| pfn < 1 << 20);
+        assert_eq!(p.console, None);
+    }
+
+    #[test]
+    fn memmap_is_capped() {
+        let many = [e(0, 0x1000, E820_RAM); MAX_MEMMAP + 5];
+        let m = MemMap::from_entries(&many);
+        assert_eq!(m.entries().len(), MAX_MEMMAP);
+        assert_eq!(m.ram_pages(), MAX_MEMMAP as u64);
     }
 }

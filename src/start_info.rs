@@ -44,6 +44,43 @@ pub struct StartInfo {
     pub nr_p2m_frames: u64,
 }
 
+/// `XEN_HVM_START_MAGIC_VALUE`: hvm_start_info.magic on a PVH start.
+pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+
+/// `struct hvm_start_info` (arch-x86/hvm/start_info.h), 56 bytes; ebx at the
+/// PVH entry holds its guest-physical address. memmap_* are valid from
+/// version 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HvmStartInfo {
+    pub magic: u32,
+    pub version: u32,
+    /// `SIF_*` flags.
+    pub flags: u32,
+    pub nr_modules: u32,
+    pub modlist_paddr: u64,
+    /// NUL-terminated, 0 = none.
+    pub cmdline_paddr: u64,
+    pub rsdp_paddr: u64,
+    pub memmap_paddr: u64,
+    pub memmap_entries: u32,
+    pub reserved: u32,
+}
+
+/// `struct hvm_memmap_table_entry`: one E820-style region, 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemmapEntry {
+    pub addr: u64,
+    pub size: u64,
+    /// `E820_*`: 1 RAM, 2 reserved, 3 ACPI, 4 NVS, 5 unusable, 6 disabled, 7 PMEM.
+    pub kind: u32,
+    pub reserved: u32,
+}
+
+/// `XEN_HVM_MEMMAP_TYPE_RAM`.
+pub const E820_RAM: u32 = 1;
+
 /// Bytes of `buf` up to (not including) the first NUL.
 pub fn c_str(buf: &[u8]) -> &[u8] {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -90,6 +127,15 @@ mod tests {
         assert_eq!(offset_of!(StartInfo, first_p2m_pfn), 1152);
         assert_eq!(offset_of!(StartInfo, nr_p2m_frames), 1160);
         assert_eq!(size_of::<StartInfo>(), 1168);
+        assert_eq!(offset_of!(HvmStartInfo, flags), 8);
+        assert_eq!(offset_of!(HvmStartInfo, modlist_paddr), 16);
+        assert_eq!(offset_of!(HvmStartInfo, cmdline_paddr), 24);
+        assert_eq!(offset_of!(HvmStartInfo, rsdp_paddr), 32);
+        assert_eq!(offset_of!(HvmStartInfo, memmap_paddr), 40);
+        assert_eq!(offset_of!(HvmStartInfo, memmap_entries), 48);
+        assert_eq!(size_of::<HvmStartInfo>(), 56);
+        assert_eq!(offset_of!(MemmapEntry, kind), 16);
+        assert_eq!(size_of::<MemmapEntry>(), 24);
     }
 
     #[test]

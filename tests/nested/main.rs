@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use lab::Scenario;
 
+mod common;
 mod events;
 mod lab_selftest;
 mod peers_loopback;
@@ -109,6 +110,7 @@ fn main() -> ExitCode {
     }
     println!();
     print!("{}", report.summary());
+    print!("{}", common::boot_figures(&report.outcomes));
     let failed = report.outcomes.iter().filter(|o| !o.passed()).count();
     println!(
         "nested: {} passed, {} failed, {} lab fault(s) outside scenarios; took {:.1}s",

@@ -1,32 +1,23 @@
-//! Issue 5: the kernel boots as a PV guest, prints its banner with values
-//! read at run time, and shuts down with a reason Dom0 can read.
-//! Console format: docs/console.md. Run: `XF_ONLY=pv-boot cargo test --test nested`.
+//! Issues 5 and 7: the kernel boots as a PV and as a PVH guest (the same
+//! ELF), prints its banner with values read at run time, and shuts down with a
+//! reason Dom0 can read. Each scenario is declared once and instantiated for
+//! both modes (`pv-boot-hello`, `pvh-boot-hello`, ...; tests/nested/common.rs).
+//! Console format: docs/console.md. Run: `XF_ONLY=boot cargo test --test nested`
+//! (adds the Linux PV/PVH baselines for the boot-figures table).
 
-use std::path::PathBuf;
+use lab::{baseline, Outcome, Scenario, Shutdown};
 
-use lab::{Outcome, Scenario, Shutdown};
+use crate::common::{for_each_mode_many, line, Mode};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn kernel() -> PathBuf {
-    root().join("target/x86_64-unknown-none/release/xenfront")
-}
-
-fn pv(name: &str) -> Scenario {
-    Scenario::new(name, kernel(), root().join("xl-config/pv.cfg")).timeout_secs(60)
-}
-
-/// `memory=` of xl-config/pv.cfg, in MiB.
-fn config_memory_mib() -> u64 {
-    let text = std::fs::read_to_string(root().join("xl-config/pv.cfg")).unwrap();
+/// `memory=` of the mode's xl config, in MiB.
+fn config_memory_mib(mode: Mode) -> u64 {
+    let text = std::fs::read_to_string(mode.config()).unwrap();
     text.lines()
         .filter_map(|l| l.split('#').next())
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| k.trim() == "memory")
         .and_then(|(_, v)| v.trim().trim_matches('"').parse().ok())
-        .expect("memory= in xl-config/pv.cfg")
+        .expect("memory= in the xl config")
 }
 
 /// Value of `key : value` in `xl info` output.
@@ -37,16 +28,7 @@ fn xl_info<'a>(info: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// The console line starting with `prefix`, without it.
-fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
-    o.console
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .find_map(|l| l.strip_prefix(prefix))
-        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
-}
-
-fn check_hello(o: &Outcome) -> Result<(), String> {
+fn check_hello(mode: Mode, o: &Outcome) -> Result<(), String> {
     // Xen version as the guest saw it == what Dom0's xl reports.
     let info = o
         .out_files
@@ -62,10 +44,15 @@ fn check_hello(o: &Outcome) -> Result<(), String> {
     if got != want {
         return Err(format!("guest saw Xen {got:?}, xl info says {want:?}"));
     }
-    // nr_pages == memory= in 4 KiB pages.
-    let si = line(o, "start_info: ")?;
-    if !si.starts_with("magic \"xen-3.0-x86_64\" ") {
-        return Err(format!("unexpected start_info line {si:?}"));
+    // The boot info line (PV: start_info, PVH: hvm_start_info), with
+    // nr_pages == memory= in 4 KiB pages (PVH: RAM in the E820 map).
+    let (prefix, want_start) = match mode {
+        Mode::Pv => ("start_info: ", "magic \"xen-3.0-x86_64\" "),
+        Mode::Pvh => ("hvm_start_info: ", "magic 0x336ec578 version 1 "),
+    };
+    let si = line(o, prefix)?;
+    if !si.starts_with(want_start) {
+        return Err(format!("unexpected {prefix}line {si:?}"));
     }
     let nr: u64 = si
         .split_whitespace()
@@ -73,7 +60,7 @@ fn check_hello(o: &Outcome) -> Result<(), String> {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no nr_pages in {si:?}"))?;
-    let want_pages = config_memory_mib() * 256;
+    let want_pages = config_memory_mib(mode) * 256;
     if nr != want_pages {
         return Err(format!("nr_pages {nr}, memory= says {want_pages}"));
     }
@@ -102,18 +89,18 @@ echo "console tty: $tty"
 printf 'ping from dom0\r' >"$tty"
 "#;
 
-pub fn scenarios() -> Vec<Scenario> {
+/// One mode's boot scenarios.
+fn boot(mode: Mode) -> Vec<Scenario> {
     vec![
-        pv("pv-boot-hello")
+        mode.scenario("boot-hello")
             .extra("test=hello")
             .dom0_script("xl info >\"$OUT/xl-info\"")
-            .marker("xenfront 0.1.0: booting (pv)")
             .marker("cmdline: \"test=hello\"")
             .marker("test: hello")
             .marker("Test result: SUCCESS")
             .shutdown(Some(Shutdown::Poweroff))
-            .check(check_hello),
-        pv("pv-boot-panic")
+            .check(move |o| check_hello(mode, o)),
+        mode.scenario("boot-panic")
             .extra("test=panic")
             .marker("test: panic")
             .marker("panic: test=panic: deliberate panic at src/scenario.rs:")
@@ -125,13 +112,13 @@ pub fn scenarios() -> Vec<Scenario> {
                     Ok(())
                 }
             }),
-        pv("pv-boot-bad-cmdline")
+        mode.scenario("boot-bad-cmdline")
             .extra("bogus")
             .marker("cmdline: \"bogus\"")
             .marker("error: cmdline: unknown option 'bogus'")
             .marker("Test result: ERROR")
             .shutdown(Some(Shutdown::Crash)),
-        pv("pv-boot-echo")
+        mode.scenario("boot-echo")
             .extra("test=echo")
             .dom0_script(ECHO_SCRIPT)
             .marker("echo: ready")
@@ -140,4 +127,16 @@ pub fn scenarios() -> Vec<Scenario> {
             .script_status(0)
             .shutdown(Some(Shutdown::Poweroff)),
     ]
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    let mut v = for_each_mode_many(boot);
+    // Linux baselines for the boot-figures table (same lab boot).
+    let mut lpv = baseline::linux_pv();
+    lpv.name = "linux-pv-boot-baseline".into();
+    let mut lpvh = baseline::linux_pvh();
+    lpvh.name = "linux-pvh-boot-baseline".into();
+    v.push(lpv);
+    v.push(lpvh);
+    v
 }

@@ -1,0 +1,124 @@
+//! Shared helpers for xenfront scenarios: one declaration, run as PV and as
+//! PVH from the same ELF.
+//!
+//! ```ignore
+//! use crate::common::{for_each_mode, Mode};
+//! pub fn scenarios() -> Vec<Scenario> {
+//!     for_each_mode(|m| m.scenario("boot-hello").extra("test=hello").marker("Test result: SUCCESS"))
+//! }
+//! ```
+//! gives `pv-boot-hello` (xl-config/pv.cfg) and `pvh-boot-hello`
+//! (xl-config/pvh.cfg), both expecting the banner `booting (pv|pvh)`.
+//! `XF_ONLY=pvh-` runs only the PVH variants.
+
+use std::path::PathBuf;
+
+use lab::{Outcome, Scenario};
+
+/// How the guest is started (`type=` in the xl config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Pv,
+    Pvh,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Pv, Mode::Pvh];
+
+    /// `pv` / `pvh`: scenario name prefix and the word in the banner.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Pv => "pv",
+            Mode::Pvh => "pvh",
+        }
+    }
+
+    /// The repo's xl config for this mode.
+    pub fn config(self) -> PathBuf {
+        root().join(format!("xl-config/{}.cfg", self.name()))
+    }
+
+    /// The kernel's first console line in this mode.
+    pub fn banner(self) -> String {
+        format!(
+            "xenfront {}: booting ({})",
+            env!("CARGO_PKG_VERSION"),
+            self.name()
+        )
+    }
+
+    /// Scenario `<mode>-<name>`: the xenfront ELF with this mode's config,
+    /// 60 s timeout, banner marker.
+    pub fn scenario(self, name: &str) -> Scenario {
+        Scenario::new(format!("{}-{name}", self.name()), kernel(), self.config())
+            .timeout_secs(60)
+            .marker(self.banner())
+    }
+}
+
+/// The same scenario for every mode, PV first.
+#[allow(dead_code)] // offered to the other scenario modules
+pub fn for_each_mode(f: impl Fn(Mode) -> Scenario) -> Vec<Scenario> {
+    Mode::ALL.into_iter().map(f).collect()
+}
+
+/// The same list of scenarios for every mode: all PV ones, then all PVH.
+pub fn for_each_mode_many(f: impl Fn(Mode) -> Vec<Scenario>) -> Vec<Scenario> {
+    Mode::ALL.into_iter().flat_map(f).collect()
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The one kernel image both modes boot.
+pub fn kernel() -> PathBuf {
+    root().join("target/x86_64-unknown-none/release/xenfront")
+}
+
+/// The console line starting with `prefix`, without it.
+pub fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
+    o.console
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|l| l.strip_prefix(prefix))
+        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
+}
+
+/// Boot figures side by side: xenfront PV vs PVH vs the Linux baseline,
+/// from whichever of these scenarios ran in this lab boot. Empty if none.
+pub fn boot_figures(outcomes: &[Outcome]) -> String {
+    const ROWS: &[(&str, &[&str])] = &[
+        ("xenfront pv", &["pv-boot-hello"]),
+        ("xenfront pvh", &["pvh-boot-hello"]),
+        ("linux pv", &["linux-pv-boot-baseline", "linux-pv"]),
+        ("linux pvh", &["linux-pvh-boot-baseline", "linux-pvh"]),
+    ];
+    let ms = |d: Option<std::time::Duration>| {
+        d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut s = String::new();
+    for (label, names) in ROWS {
+        let Some(o) = names
+            .iter()
+            .find_map(|n| outcomes.iter().find(|o| o.name == *n))
+        else {
+            continue;
+        };
+        s += &format!(
+            "{label:14}  {:>12}  {:>13}  {:>9}  {}\n",
+            ms(o.t_create_first_line),
+            ms(o.t_unpause_first_line),
+            ms(o.t_gone),
+            o.name
+        );
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!(
+        "boot figures (same lab boot):\n{:14}  {:>12}  {:>13}  {:>9}  scenario\n{s}",
+        "guest", "create→1st", "unpause→1st", "→gone"
+    )
+}
