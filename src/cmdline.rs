@@ -36,17 +36,8 @@ pub enum Test {
     Grant,
     /// Print `ready`, then wait for `xl shutdown` / `xl reboot`.
     Idle,
-    /// Demo ring, guest frontend against Dom0 `xf-ring-back`.
-    DemoFront,
-    /// Demo ring against a faulty `xf-ring-back` (dies, bad id, bad
-    /// index): a typed disconnect and clean-up is the success.
-    DemoFrontFault,
-    /// Demo ring, guest backend for Dom0 `xf-ring-front`.
-    DemoBack,
-    /// vchan server (echo) for Dom0 `vchan-socket-proxy`.
-    VchanServer,
-    /// vchan client (echo) of Dom0 `vchan-socket-proxy -m server`.
-    VchanClient,
+    /// Memory: allocate every free page, heap growth, foreign VA window.
+    Mm,
 }
 
 impl Test {
@@ -64,11 +55,7 @@ impl Test {
         Test::Xenstore,
         Test::Grant,
         Test::Idle,
-        Test::DemoFront,
-        Test::DemoFrontFault,
-        Test::DemoBack,
-        Test::VchanServer,
-        Test::VchanClient,
+        Test::Mm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,11 +72,7 @@ impl Test {
             Test::Xenstore => "xenstore",
             Test::Grant => "grant",
             Test::Idle => "idle",
-            Test::DemoFront => "demo-front",
-            Test::DemoFrontFault => "demo-front-fault",
-            Test::DemoBack => "demo-back",
-            Test::VchanServer => "vchan-server",
-            Test::VchanClient => "vchan-client",
+            Test::Mm => "mm",
         }
     }
 
@@ -198,6 +181,7 @@ mod tests {
         assert_eq!(parse("test=xenstore").unwrap().test, Test::Xenstore);
         assert_eq!(parse("test=grant").unwrap().test, Test::Grant);
         assert_eq!(parse("test=idle").unwrap().test, Test::Idle);
+        assert_eq!(parse("test=mm").unwrap().test, Test::Mm);
     }
 
     #[test]
@@ -230,7 +214,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle demo-front demo-front-fault demo-back vchan-server vchan-client)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle mm)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

@@ -31,6 +31,9 @@ pub fn run(test: Test, store: Option<RingPage>) -> Option<Verdict> {
     if !matches!(test, Test::Xenstore | Test::Grant | Test::Idle) {
         return None;
     }
+    if test == Test::Mm {
+        return Some(verdict(mm_test()));
+    }
     let r = store::init(store)
         .map_err(|e| format!("xenstore: {e}"))
         .and_then(|()| {
@@ -41,13 +44,103 @@ pub fn run(test: Test, store: Option<RingPage>) -> Option<Verdict> {
                 _ => idle(port),
             }
         });
-    Some(match r {
+    Some(verdict(r))
+}
+
+fn verdict(r: Result<(), String>) -> Verdict {
+    match r {
         Ok(()) => Verdict::Success,
         Err(e) => {
             println!("error: {e}");
             Verdict::Failure
         }
-    })
+    }
+}
+
+// -------------------------------------------------------------------- test=mm
+
+/// Every free page allocated (then OutOfMemory), each mapped at pfn << 12
+/// to its p2m MFN and writable; all freed; the heap grows past its boot
+/// region; window slots come and go.
+fn mm_test() -> Result<(), String> {
+    let base = mm::free_frames();
+    println!(
+        "mm: {base} free of {} frames, heap {} KiB in {} region(s)",
+        mm::nr_frames(),
+        crate::heap::size() / 1024,
+        crate::heap::regions()
+    );
+    // Heap growth first (needs free frames).
+    let big: Vec<u8> = alloc::vec![0x5a; 3 * crate::heap::HEAP_SIZE];
+    let regions = crate::heap::regions();
+    println!(
+        "mm: heap grew to {} KiB in {regions} region(s) for a {} KiB block",
+        crate::heap::size() / 1024,
+        big.len() / 1024
+    );
+    if regions < 2 || big.iter().any(|&b| b != 0x5a) {
+        return Err("mm: heap did not grow".into());
+    }
+    drop(big);
+    let base = mm::free_frames();
+    let mut pages = Vec::with_capacity(base as usize + 1);
+    let t0 = time::now_ns();
+    let err = loop {
+        match mm::alloc_page() {
+            Ok(p) => pages.push(p),
+            Err(e) => break e,
+        }
+        if pages.len() as u64 > base {
+            return Err("mm: more pages than free frames".into());
+        }
+    };
+    let t_alloc = time::now_ns() - t0;
+    let n = pages.len() as u64;
+    println!("mm: allocated {n} pages, then {err:?}");
+    if err != mm::MmError::OutOfMemory || n != base {
+        return Err(format!("mm: expected {base} pages then OutOfMemory"));
+    }
+    for p in pages.iter_mut() {
+        let pfn = p.pfn();
+        p.bytes_mut()[..8].copy_from_slice(&pfn.to_le_bytes());
+        let pte = mm::pte(p.va() as u64).map_err(|e| format!("mm: {e}"))?;
+        if pte & 1 == 0 || (pte & 0x000f_ffff_ffff_f000) >> 12 != p.mfn() {
+            return Err(format!("mm: pfn {pfn:#x} mapped by pte {pte:#x}"));
+        }
+    }
+    if pages
+        .iter()
+        .any(|p| p.bytes()[..8] != p.pfn().to_le_bytes())
+    {
+        return Err("mm: pages alias each other".into());
+    }
+    let t0 = time::now_ns();
+    drop(pages);
+    let t_free = time::now_ns() - t0;
+    let after = mm::free_frames();
+    println!(
+        "mm: freed all, {after} free (baseline {base}); {} allocs/s, {} frees/s",
+        rate(n, t_alloc),
+        rate(n, t_free)
+    );
+    if after != base {
+        return Err("mm: free count not back to baseline".into());
+    }
+    let vas: Vec<u64> = (0..8)
+        .map(|_| mm::vmap_reserve())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("mm: {e}"))?;
+    for &va in &vas {
+        if mm::pte(va).map_err(|e| format!("mm: {e}"))? != 0 {
+            return Err(format!("mm: window slot {va:#x} not empty"));
+        }
+        mm::vmap_release(va);
+    }
+    println!(
+        "mm: 8 window slots from {:#x}, L1 present and empty",
+        vas[0]
+    );
+    Ok(())
 }
 
 /// Sleep about `ns` (SCHEDOP_poll on the store port, which is safe to

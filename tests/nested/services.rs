@@ -134,7 +134,7 @@ L=$(grep -m1 -E '^grant: ref [0-9]+ pattern-seed' "$CONSOLE_LOG" | tr -d '\r')
 set -- $L
 R=$3; S=$5
 echo "$R $S" >"$OUT/grant"
-"$FILES/xf-gnt-map" "$DOMID" "$R" --expect-pattern "$S" --hold-ms 3000 >"$OUT/gnt-map.out" 2>&1 &
+"$FILES/xf-gnt-map" "$DOMID" "$R" --expect-pattern "$S" --hold-ms 8000 >"$OUT/gnt-map.out" 2>&1 &
 MP=$!
 i=0
 until grep -q 'holding mapping' "$OUT/gnt-map.out"; do
@@ -237,6 +237,33 @@ fn check_grant(o: &Outcome) -> Result<(), String> {
     Ok(())
 }
 
+fn check_mm(o: &Outcome) -> Result<(), String> {
+    let boot = line(o, "mm: 8192 pages, ")?;
+    let boot_free: u64 = boot
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or("boot mm line")?;
+    let grew = line(o, "mm: heap grew to ")?;
+    if num_after(grew, "in").is_none_or(|r| r < 2) {
+        return Err(format!("heap line {grew:?}"));
+    }
+    let alloc = line(o, "mm: allocated ")?;
+    let n: u64 = alloc
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or("alloc line")?;
+    if !alloc.ends_with("pages, then OutOfMemory") || n == 0 || n > boot_free {
+        return Err(format!("alloc line {alloc:?} (boot free {boot_free})"));
+    }
+    let freed = line(o, "mm: freed all, ")?;
+    if !freed.starts_with(&format!("{n} free (baseline {n})")) {
+        return Err(format!("freed line {freed:?}, allocated {n}"));
+    }
+    Ok(())
+}
+
 fn idle(name: &str, action: &str, reason: Shutdown, marker: &str) -> Scenario {
     pv(name)
         .extra("test=idle")
@@ -257,6 +284,12 @@ pub fn scenarios() -> Vec<Scenario> {
             .shutdown(Some(Shutdown::Poweroff))
             .script_status(0)
             .check(check_xenstore),
+        pv("services-mm")
+            .extra("test=mm")
+            .marker("mm: 8 window slots from ")
+            .marker("Test result: SUCCESS")
+            .shutdown(Some(Shutdown::Poweroff))
+            .check(check_mm),
         pv("services-grant")
             .extra("test=grant")
             .file(peer("xf-gnt-map"), "xf-gnt-map")
