@@ -36,6 +36,17 @@ pub enum Test {
     Grant,
     /// Print `ready`, then wait for `xl shutdown` / `xl reboot`.
     Idle,
+    /// Demo ring, guest frontend against Dom0 `xf-ring-back`.
+    DemoFront,
+    /// Demo ring against a faulty `xf-ring-back` (dies, bad id, bad
+    /// index): a typed disconnect and clean-up is the success.
+    DemoFrontFault,
+    /// Demo ring, guest backend for Dom0 `xf-ring-front`.
+    DemoBack,
+    /// vchan server (echo) for Dom0 `vchan-socket-proxy`.
+    VchanServer,
+    /// vchan client (echo) of Dom0 `vchan-socket-proxy -m server`.
+    VchanClient,
     /// Memory: allocate every free page, heap growth, foreign VA window.
     Mm,
 }
@@ -55,6 +66,11 @@ impl Test {
         Test::Xenstore,
         Test::Grant,
         Test::Idle,
+        Test::DemoFront,
+        Test::DemoFrontFault,
+        Test::DemoBack,
+        Test::VchanServer,
+        Test::VchanClient,
         Test::Mm,
     ];
 
@@ -72,6 +88,11 @@ impl Test {
             Test::Xenstore => "xenstore",
             Test::Grant => "grant",
             Test::Idle => "idle",
+            Test::DemoFront => "demo-front",
+            Test::DemoFrontFault => "demo-front-fault",
+            Test::DemoBack => "demo-back",
+            Test::VchanServer => "vchan-server",
+            Test::VchanClient => "vchan-client",
             Test::Mm => "mm",
         }
     }
@@ -214,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle mm)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle demo-front demo-front-fault demo-back vchan-server vchan-client mm)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

@@ -70,6 +70,13 @@ pub fn run(test: Test, env: &mut dyn Env) -> Verdict {
         // Need memory, grants and XenStore: run by kernel_main through
         // `services`; reaching here is a bug.
         Test::Xenstore | Test::Grant | Test::Idle | Test::Mm => Verdict::Error,
+        // Need grants, events and XenStore: run by kernel_main through
+        // `channels`; reaching here is a bug.
+        Test::DemoFront
+        | Test::DemoFrontFault
+        | Test::DemoBack
+        | Test::VchanServer
+        | Test::VchanClient => Verdict::Error,
     }
 }
 
