@@ -139,24 +139,36 @@ pub fn masked<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Idle until an event arrives (SCHEDOP_block). Call with events enabled;
-/// the handlers of whatever woke us have run when this returns. Without a
-/// registered upcall it only yields.
-pub fn block() {
+/// Idle until an event arrives, unless `done()` already holds
+/// (SCHEDOP_block). Returns after at most one wakeup; callers loop:
+/// `while !cond() { event::block_unless(cond) }`. Call with events enabled
+/// and not from a handler; the handlers of whatever woke us have run when
+/// this returns. Without a registered upcall it only yields.
+///
+/// `done` is evaluated with upcalls masked, so a handler cannot make it true
+/// between the check and the sleep: it would have to run in an upcall,
+/// which leaves upcall_pending set, and SCHEDOP_block (entered with the mask
+/// set) clears the mask and re-checks pending atomically, so it returns at
+/// once. Checking `done` with events enabled and then blocking loses that
+/// wakeup (seen in the lab as a stalled ping-pong).
+pub fn block_unless(done: impl FnOnce() -> bool) {
     if !upcalls_enabled() {
-        let _ = hypercall::sched_yield();
+        if !done() {
+            let _ = hypercall::sched_yield();
+        }
         return;
     }
     let was = disable();
-    debug_assert!(!was, "event::block inside a masked section");
-    if was {
-        // Blocking would unmask the caller's critical section.
-        let _ = hypercall::sched_yield();
+    debug_assert!(!was, "event::block_unless inside a masked section");
+    if done() || was {
+        // Done, or blocking would unmask the caller's critical section.
+        restore(was);
+        if was {
+            let _ = hypercall::sched_yield();
+        }
         return;
     }
-    // With the mask set, SCHEDOP_block clears it and re-checks pending
-    // atomically: an event that arrived after our last check wakes us at
-    // once. Xen leaves events unmasked; the upcall runs on the way back.
+    // Xen leaves events unmasked; the upcall runs on the way back.
     if hypercall::sched_block().is_err() {
         restore(false);
     }
@@ -376,6 +388,35 @@ pub fn unbind(port: u32) {
             }
         }
     });
+}
+
+/// Raw event state for diagnostics: `port`'s pending and mask bits and
+/// vCPU 0's upcall_pending, upcall_mask and pending_sel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortBits {
+    pub pending: bool,
+    pub masked: bool,
+    pub upcall_pending: u8,
+    pub upcall_mask: u8,
+    pub pending_sel: u64,
+}
+
+pub fn port_bits(port: u32) -> Option<PortBits> {
+    let si = shared_info()?;
+    if port >= NR_PORTS {
+        return None;
+    }
+    let bit = |base| {
+        let (off, b) = bit_u32(base, port);
+        si.load_u32(off) & b != 0
+    };
+    Some(PortBits {
+        pending: bit(EVTCHN_PENDING),
+        masked: bit(EVTCHN_MASK),
+        upcall_pending: si.load_u8(VCPU0_UPCALL_PENDING),
+        upcall_mask: si.load_u8(VCPU0_UPCALL_MASK),
+        pending_sel: load_u64(si, VCPU0_PENDING_SEL),
+    })
 }
 
 // ---------------------------------------------------------------- EVTCHNOP

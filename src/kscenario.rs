@@ -305,18 +305,40 @@ fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
     // One watchdog timer for the whole exchange (not one per round trip).
     let limit = t0 + 60 * NS_PER_SEC;
     let watchdog = time::add_wakeup(limit).ok();
+    let mut resends = 0;
     for i in 1..=ECHO_ROUNDS {
         event::send(p).map_err(|e| ("send", e))?;
+        let mut stall = time::now_ns() + NS_PER_SEC;
+        let mut stall_wakeup = time::add_wakeup(stall).ok();
         while ECHOES.load(Ordering::SeqCst) < i {
-            if time::now_ns() >= limit {
+            let now = time::now_ns();
+            if now >= limit {
                 println!(
                     "evtchn-echo: timeout after {}/{ECHO_ROUNDS} round trips",
                     i - 1
                 );
                 return Ok(Verdict::Failure);
             }
-            event::block();
+            if now >= stall {
+                println!(
+                    "evtchn-echo: stalled at {i}: {:?} {:?} {:?}",
+                    event::port_bits(p),
+                    event::status(p),
+                    event::stats()
+                );
+                resends += 1;
+                event::send(p).map_err(|e| ("send", e))?;
+                stall = now + NS_PER_SEC;
+                stall_wakeup = time::add_wakeup(stall).ok();
+            }
+            event::block_unless(|| ECHOES.load(Ordering::SeqCst) >= i || time::now_ns() >= stall);
         }
+        if let Some(w) = stall_wakeup {
+            time::cancel(w);
+        }
+    }
+    if resends > 0 {
+        println!("evtchn-echo: {resends} resends");
     }
     let dt = time::now_ns() - t0;
     if let Some(w) = watchdog {

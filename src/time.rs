@@ -348,7 +348,7 @@ pub fn cancel(id: TimerId) -> bool {
 
 fn nop(_token: usize, _now: u64) {}
 
-/// Arm a timer that only wakes [`event::block`] at `deadline_ns` (a
+/// Arm a timer that only wakes [`event::block_unless`] at `deadline_ns` (a
 /// watchdog for a block loop); cancel it when done.
 pub fn add_wakeup(deadline_ns: u64) -> Result<TimerId, TimerError> {
     add_timer(deadline_ns, nop, 0)
@@ -362,7 +362,7 @@ pub fn sleep_until(deadline_ns: u64) {
     match add_timer(deadline_ns, nop, 0) {
         Ok(id) => {
             while now_ns() < deadline_ns {
-                event::block();
+                event::block_unless(|| now_ns() >= deadline_ns);
             }
             cancel(id);
         }
@@ -377,7 +377,7 @@ pub fn sleep_until(deadline_ns: u64) {
     }
 }
 
-/// Block (event::block) until `done()` holds or the clock reaches
+/// Block (event::block_unless) until `done()` holds or the clock reaches
 /// `deadline_ns`; a timer guarantees the wakeup. Returns `done()`'s last
 /// value. Not from handlers.
 pub fn wait_for(deadline_ns: u64, mut done: impl FnMut() -> bool) -> bool {
@@ -390,7 +390,7 @@ pub fn wait_for(deadline_ns: u64, mut done: impl FnMut() -> bool) -> bool {
             break done();
         }
         if id.is_some() {
-            event::block();
+            event::block_unless(|| done() || now_ns() >= deadline_ns);
         } else {
             let _ = hypercall::sched_yield();
         }
