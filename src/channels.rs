@@ -11,8 +11,10 @@
 //! demo-front: FAILED after <done> requests: <why>
 //! demo-back: mapped ring-ref <R> port <P>
 //! demo-back: answered <N> requests, <n> notifications, front gone
+//! vchan: <n> connection(s)                (Dom0 wrote data/vchan-rounds)
 //! vchan-server: connection <i>: echoed <B> bytes in <ms> ms (<x.x> MB/s)
 //! vchan-client: connection <i>: echoed <B> bytes in <ms> ms (<x.x> MB/s), server <closed|gone>
+//! demo-front: revoked ring-ref <R>: done|deferred (Dom0 still maps it; <d> deferred)
 //! grants: in_use <a> deferred <b> (baseline in_use <c>)
 //! ```
 
@@ -192,8 +194,8 @@ pub fn run(t: ChannelTest) -> Verdict {
         ChannelTest::DemoFront => demo_front(false),
         ChannelTest::DemoFrontFault => demo_front(true),
         ChannelTest::DemoBack => demo_back(),
-        ChannelTest::VchanServer => vchan_server(3),
-        ChannelTest::VchanClient => vchan_client(3),
+        ChannelTest::VchanServer => vchan_rounds().and_then(vchan_server),
+        ChannelTest::VchanClient => vchan_rounds().and_then(vchan_client),
     };
     let clean = back_to_baseline(base);
     match (r, clean) {
@@ -293,7 +295,13 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     env.xs_rm("data/demo");
     let _ = event::close(port);
     match gnttab::revoke(grant) {
-        Ok(r) => println!("demo-front: revoked ring-ref {gref}: {r:?}"),
+        Ok(gnttab::Revoked::Done(_)) => println!("demo-front: revoked ring-ref {gref}: done"),
+        Ok(_) => {
+            let c = gnttab::counters().map(|c| c.deferred).unwrap_or(0);
+            println!(
+                "demo-front: revoked ring-ref {gref}: deferred (Dom0 still maps it; {c} deferred)"
+            )
+        }
         Err(e) => println!("demo-front: revoke ring-ref {gref}: {e}"),
     }
     out
@@ -356,6 +364,14 @@ fn venv(e: (XenChan, VchanError)) -> String {
 fn mbs(bytes: u64, ns: u64) -> (u64, u64) {
     let x10 = bytes.saturating_mul(10_000) / ns.max(1); // 0.1 MB/s units
     (x10 / 10, x10 % 10)
+}
+
+/// How many vchan connections to serve: Dom0 writes `data/vchan-rounds`
+/// before starting its side.
+fn vchan_rounds() -> Result<u32, String> {
+    let n = wait_key("data/vchan-rounds")?;
+    println!("vchan: {n} connection(s)");
+    Ok(n)
 }
 
 fn vchan_server(rounds: u32) -> Result<(), String> {
@@ -437,6 +453,13 @@ pub fn run_test(
     if let Err(e) = store::init(store_ring) {
         println!("error: xenstore: {e}");
         return Some(Verdict::Error);
+    }
+    match gnttab::init() {
+        Ok(c) => println!("grants: table up, in_use {} (baseline)", c.in_use),
+        Err(e) => {
+            println!("error: grant table: {e}");
+            return Some(Verdict::Error);
+        }
     }
     Some(run(t))
 }

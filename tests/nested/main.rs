@@ -15,11 +15,13 @@ use std::time::Instant;
 use lab::Scenario;
 
 mod common;
+mod demo;
 mod events;
 mod lab_selftest;
 mod peers_loopback;
 mod pv_boot;
 mod services;
+mod vchan;
 
 const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("lab_selftest", lab_selftest::scenarios),
@@ -27,6 +29,8 @@ const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("pv_boot", pv_boot::scenarios),
     ("peers_loopback", peers_loopback::scenarios),
     ("services", services::scenarios),
+    ("demo", demo::scenarios),
+    ("vchan", vchan::scenarios),
 ];
 
 fn main() -> ExitCode {

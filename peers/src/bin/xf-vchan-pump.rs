@@ -11,6 +11,10 @@
 //! proxy in server mode connects to it); `--hold` then keeps the
 //! connection open until the peer closes it (so a test can kill the proxy
 //! mid-connection). See docs/peers.md.
+//!
+//! `xf-vchan-pump --listen PATH --echo` is the other end instead: accept
+//! connections forever and echo each one (inside a Linux domU, behind a
+//! server-mode proxy, for the baseline measurement).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,6 +35,7 @@ struct Opts {
     ping_size: usize,
     timeout: Duration,
     hold: bool,
+    echo: bool,
 }
 
 fn parse(argv: impl IntoIterator<Item = String>) -> Result<Opts, String> {
@@ -45,19 +50,26 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Opts, String> {
             "ping-size",
             "timeout-ms",
         ],
-        &["hold"],
+        &["hold", "echo"],
     )?;
     a.expect_positional(&[])?;
     let o = Opts {
         connect: a.opt("connect").map(String::from),
         listen: a.opt("listen").map(String::from),
-        input: a.opt("in").ok_or("--in FILE is required")?.to_string(),
+        input: a.opt("in").unwrap_or_default().to_string(),
         out: a.opt("out").map(String::from),
         pings: a.num_or("pings", 0)?,
         ping_size: a.num_or("ping-size", 64)?.clamp(1, 65536) as usize,
         timeout: Duration::from_millis(a.num_or("timeout-ms", 60_000)?),
         hold: a.flag("hold"),
+        echo: a.flag("echo"),
     };
+    if o.echo && o.listen.is_none() {
+        return Err("--echo needs --listen PATH".into());
+    }
+    if !o.echo && o.input.is_empty() {
+        return Err("--in FILE is required".into());
+    }
     if o.connect.is_some() == o.listen.is_some() {
         return Err("give exactly one of --connect PATH, --listen PATH".into());
     }
@@ -82,14 +94,33 @@ fn read_exact(s: &mut UnixStream, buf: &mut [u8], what: &str) {
     }
 }
 
+/// `--echo`: serve every connection on `path`, one thread each.
+fn echo_forever(path: &str) -> ! {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).unwrap_or_else(|e| die(TAG, format!("bind {path}: {e}")));
+    println!("{TAG}: echoing on {path}");
+    loop {
+        let Ok((mut s, _)) = l.accept() else { continue };
+        std::thread::spawn(move || {
+            let mut w = s.try_clone().expect("clone socket");
+            let n = std::io::copy(&mut s, &mut w).unwrap_or(0);
+            println!("{TAG}: echoed {n} bytes");
+        });
+    }
+}
+
 fn main() {
     let o = parse(std::env::args().skip(1)).unwrap_or_else(|e| {
         eprintln!(
             "usage: xf-vchan-pump (--connect PATH | --listen PATH) --in FILE [--out FILE] \
-             [--pings N] [--ping-size S] [--timeout-ms T] [--hold]"
+             [--pings N] [--ping-size S] [--timeout-ms T] [--hold]\n       \
+             xf-vchan-pump --listen PATH --echo"
         );
         die(TAG, e)
     });
+    if o.echo {
+        echo_forever(o.listen.as_deref().unwrap_or_default());
+    }
     let data = std::fs::read(&o.input).unwrap_or_else(|e| die(TAG, format!("{}: {e}", o.input)));
     let mut s = if let Some(p) = &o.connect {
         UnixStream::connect(p).unwrap_or_else(|e| die(TAG, format!("connect {p}: {e}")))
