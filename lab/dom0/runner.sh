@@ -7,7 +7,13 @@
 #   meta    shell assignments: NAME (xl domain name), TIMEOUT (s), SCRIPT_WAIT (s), CAP (bytes)
 #   cfg     xl config, already rewritten by the host (kernel=, name=, on_*="preserve", extra=)
 #   kernel  guest kernel; ramdisk (optional); script (optional Dom0 script); files/ (optional)
-export PATH=/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=${XF_PATH_PREFIX:+$XF_PATH_PREFIX:}/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Overridable only so the host-side unit test (lab/tests/runner.rs) can run this script
+# with a fake xl; in Dom0 the defaults apply.
+SCEN=${XF_SCEN:-/scenarios}
+LOGDIR=${XF_LOGDIR:-/var/log/xen}
+TMPD=${XF_TMP:-/tmp}
+DMESG=${XF_DMESG:-dmesg}
 
 mark() { echo "XFLAB:$*"; }
 # Milliseconds since Dom0 boot (10 ms resolution), without forking.
@@ -17,7 +23,7 @@ now() { read -r _up _ </proc/uptime; NOW=$(( ${_up%.*} * 1000 + 1${_up#*.} * 10 
 sendfile() {
     _f=$3; [ -f "$_f" ] || return 0
     _size=$(wc -c <"$_f"); _trunc=0
-    if [ "$_size" -gt "$CAP" ]; then _trunc=1; head -c "$CAP" "$_f" >/tmp/xfer; _f=/tmp/xfer; fi
+    if [ "$_size" -gt "$CAP" ]; then _trunc=1; head -c "$CAP" "$_f" >"$TMPD/xfer"; _f=$TMPD/xfer; fi
     _sum=$(sha256sum "$_f"); _sum=${_sum%% *}
     echo "XFLAB:file $1 $2 $_size $_trunc ${4:-}"
     # One echo (one write, one Xen console chunk of <128 bytes) per line, so Xen's own
@@ -38,14 +44,14 @@ toolstack_crash() { # <rc> <output file>: did xl itself crash (vs. a refused con
 }
 
 run_one() {
-    n=$1; d=/scenarios/$n
+    n=$1; d=$SCEN/$n
     NAME=x$n; TIMEOUT=60; SCRIPT_WAIT=30; CAP=262144
     . "$d/meta"
-    log=/var/log/xen/console/guest-$NAME.log
-    xllog=/var/log/xen/xl-$NAME.log
+    log=$LOGDIR/console/guest-$NAME.log
+    xllog=$LOGDIR/xl-$NAME.log
     mark "begin $n $NAME"
     rm -f "$log" "$xllog"
-    dmesg -c >/dev/null 2>&1
+    $DMESG -c >/dev/null 2>&1
 
     attempt=1
     while :; do
@@ -75,10 +81,11 @@ run_one() {
     mark "domid $n $domid"
 
     # Live relay of the guest console (host strips the prefix).
-    rm -f /tmp/relay; mkfifo /tmp/relay
-    tail -F -n +1 "$log" >/tmp/relay 2>/dev/null &
+    rm -f "$TMPD/relay"; mkfifo "$TMPD/relay"
+    tail -F -n +1 "$log" >"$TMPD/relay" 2>/dev/null &
     tailpid=$!
-    ( while IFS= read -r l; do echo "XFLAB:con $n $l"; done </tmp/relay ) &
+    rm -f "$TMPD/relayed"
+    ( c=0; while IFS= read -r l; do echo "XFLAB:con $n $l"; c=$((c + 1)); echo $c >"$TMPD/relayed"; done <"$TMPD/relay" ) &
     relpid=$!
 
     now; t_unpause=$NOW
@@ -132,13 +139,16 @@ run_one() {
         fi
     fi
 
-    usleep 300000
+    usleep 100000
     kill $tailpid 2>/dev/null
     wait $relpid 2>/dev/null
     wait $tailpid 2>/dev/null
+    # tail -F polls once a second: relay whatever it had not picked up yet.
+    c=$(cat "$TMPD/relayed" 2>/dev/null || echo 0)
+    [ -f "$log" ] && sed -n "$((c + 1)),\$p" "$log" | while IFS= read -r l; do echo "XFLAB:con $n $l"; done
 
-    dmesg -c >/tmp/dmesg.$n 2>&1
-    scan_faults $n /tmp/dmesg.$n dom0
+    $DMESG -c >"$TMPD/dmesg.$n" 2>&1
+    scan_faults $n "$TMPD/dmesg.$n" dom0
     scan_faults $n "$d/create.out" "xl create"
     scan_faults $n "$xllog" "xl log"
     sendfile $n console "$log"
@@ -152,6 +162,6 @@ run_one() {
     mark "end $n"
 }
 
-for n in $(cat /scenarios/manifest); do
+for n in $(cat "$SCEN/manifest"); do
     run_one "$n"
 done
