@@ -69,7 +69,11 @@ fn check_script(o: &Outcome) -> Result<(), String> {
     }
     let big = o.out_bytes.get("big").ok_or("no $OUT/big")?;
     if big.len() != 256 * 1024 || !o.truncated.iter().any(|t| t == "out:big") {
-        return Err(format!("$OUT/big: {} bytes, truncated list {:?}", big.len(), o.truncated));
+        return Err(format!(
+            "$OUT/big: {} bytes, truncated list {:?}",
+            big.len(),
+            o.truncated
+        ));
     }
     let sum = lab::util::sha256_bytes(big).map_err(|e| e.to_string())?;
     if o.out_files.get("big.sha256").map(|s| s.trim()) != Some(sum.as_str()) {
