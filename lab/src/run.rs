@@ -20,6 +20,8 @@ const T_DOM0_INIT: Duration = Duration::from_secs(120);
 const T_TOOLSTACK: Duration = Duration::from_secs(180);
 /// Beyond a scenario's own timeout: xl create/destroy, script wait, file transfer.
 const T_SCENARIO_SLACK: Duration = Duration::from_secs(240);
+/// While a file transfer is in progress: longest silence tolerated.
+const T_XFER_IDLE: Duration = Duration::from_secs(60);
 const T_DONE: Duration = Duration::from_secs(60);
 
 pub type ConsoleSink = Box<dyn FnMut(&str, &str) + Send>;
@@ -457,6 +459,7 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
     let by_idx = |n: usize| prepared.iter().find(|p| p.idx == n);
     let mut fail: Option<String> = None;
     let mut next_pos = 0usize; // position in `prepared` of the next scenario expected
+    let mut last_xfer: Option<Instant> = None;
     let mut last_lines: std::collections::VecDeque<String> = std::collections::VecDeque::new();
 
     loop {
@@ -493,7 +496,11 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                 "Dom0 did not finish after the last scenario".to_string(),
             ),
         };
-        let left = budget.saturating_sub(stage_start.elapsed());
+        let mut left = budget.saturating_sub(stage_start.elapsed());
+        // A file still streaming in (115200 baud) keeps the scenario alive.
+        if let Some(t) = last_xfer {
+            left = left.max(T_XFER_IDLE.saturating_sub(t.elapsed()));
+        }
         let line = match rx.recv_timeout(left) {
             Ok(Some(l)) => l,
             Ok(None) => {
@@ -605,6 +612,7 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                 }
             }
             "b64" => {
+                last_xfer = Some(Instant::now());
                 if let Some(f) = file.as_mut() {
                     f.b64.push_str(rest.trim());
                 }
