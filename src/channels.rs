@@ -73,6 +73,45 @@ impl PeerProbe for XenChan {
     }
 }
 
+/// [`XenChan`] for a port we offered (`alloc_unbound`): it is unbound
+/// until the peer binds, which is "not connected yet", not "gone". Gone =
+/// seen interdomain once, then no longer.
+#[derive(Debug, Default)]
+struct OfferedPort {
+    seen: core::cell::Cell<bool>,
+}
+
+impl Events for OfferedPort {
+    fn notify(&self, port: u32) {
+        XenChan.notify(port)
+    }
+    fn clear(&self, port: u32) {
+        XenChan.clear(port)
+    }
+    fn wait(&self, port: u32, deadline_ns: u64) {
+        // Until the peer was seen: probe before every sleep, so a peer that
+        // binds, works and dies between two liveness checks is still seen.
+        if !self.seen.get() {
+            let _ = self.peer_gone(port);
+        }
+        XenChan.wait(port, deadline_ns)
+    }
+    fn now_ns(&self) -> u64 {
+        XenChan.now_ns()
+    }
+}
+
+impl PeerProbe for OfferedPort {
+    fn peer_gone(&self, port: u32) -> bool {
+        if XenChan.peer_gone(port) {
+            self.seen.get()
+        } else {
+            self.seen.set(true);
+            false
+        }
+    }
+}
+
 fn xs_err(what: &'static str) -> impl Fn(store::StoreError) -> EnvError {
     move |e| EnvError::new(what, e)
 }
@@ -260,7 +299,12 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     println!("demo-front: published data/demo ring-ref {gref} event-channel {port}");
     let t0 = time::now_ns();
     // The first wait covers Dom0 starting xf-ring-back.
-    let r = front.run(&XenChan, 0, DEMO_REQUESTS, DOM0_NS.max(IDLE_NS));
+    let r = front.run(
+        &OfferedPort::default(),
+        0,
+        DEMO_REQUESTS,
+        DOM0_NS.max(IDLE_NS),
+    );
     let ns = time::now_ns() - t0;
     let st = front.stats();
     let out = match r {
