@@ -448,6 +448,17 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
         let deadline = time::now_ns() + DOM0_NS;
         let mut v = loop {
             match Vchan::client(env, DOM0, path) {
+                // Stale keys of a killed server can still map and bind for
+                // a moment (its grant outlives it until Dom0 reaps it):
+                // such a server is not live (srv_live 0) → not a connection.
+                Ok(v) if !v.connected() => {
+                    env = v.close();
+                    if time::now_ns() >= deadline {
+                        return Err(format!("vchan-client: connection {i}: server not live"));
+                    }
+                    event::wait(0, time::now_ns() + 200_000_000);
+                    gnttab::poll_deferred();
+                }
                 Ok(v) => break v,
                 Err((e, err)) => {
                     env = e;
