@@ -65,6 +65,9 @@ static SHARED_INFO: Once<SharedMem> = Once::new();
 /// True once an upcall entry point is registered with Xen (PV:
 /// set_callbacks): only then may events be unmasked.
 static UPCALLS: AtomicBool = AtomicBool::new(false);
+/// PVH: the upcall is an interrupt on an IDT vector (src/pvh.rs), masked by
+/// the CPU's IF; Xen ignores evtchn_upcall_mask for it. PV: the mask byte.
+static MASK_IS_IF: AtomicBool = AtomicBool::new(false);
 
 /// Record the mapped shared_info page, mask event upcalls on vCPU 0 and mask
 /// every port (a port is unmasked when a handler is bound to it).
@@ -90,6 +93,14 @@ pub fn enable_upcalls() {
     }
 }
 
+/// PVH entry path: the callback vector is registered
+/// (HVM_PARAM_CALLBACK_IRQ); from now on IF is the upcall mask and events
+/// are delivered (IF set).
+pub fn enable_vector_upcalls() {
+    MASK_IS_IF.store(true, Ordering::SeqCst);
+    enable_upcalls();
+}
+
 /// Whether upcalls can be delivered (callback registered).
 pub fn upcalls_enabled() -> bool {
     UPCALLS.load(Ordering::SeqCst)
@@ -99,6 +110,11 @@ pub fn upcalls_enabled() -> bool {
 
 /// Mask upcalls; returns whether they were masked before.
 fn disable() -> bool {
+    if MASK_IS_IF.load(Ordering::Relaxed) {
+        let was = !x86_64::instructions::interrupts::are_enabled();
+        x86_64::instructions::interrupts::disable();
+        return was;
+    }
     match shared_info() {
         Some(si) => {
             let was = si.load_u8(VCPU0_UPCALL_MASK) != 0;
@@ -115,6 +131,11 @@ fn disable() -> bool {
 fn restore(was_masked: bool) {
     let Some(si) = shared_info() else { return };
     if was_masked || !upcalls_enabled() {
+        return;
+    }
+    if MASK_IS_IF.load(Ordering::Relaxed) {
+        // A pending callback vector is injected as soon as IF is set.
+        x86_64::instructions::interrupts::enable();
         return;
     }
     si.store_u8(VCPU0_UPCALL_MASK, 0);
@@ -169,7 +190,14 @@ pub fn block_unless(done: impl FnOnce() -> bool) {
         return;
     }
     // Xen leaves events unmasked; the upcall runs on the way back.
-    if hypercall::sched_block().is_err() {
+    if MASK_IS_IF.load(Ordering::Relaxed) {
+        // PVH: sti; hlt is atomic (interrupt shadow), so a callback that
+        // became pending after the check above is taken in hlt, not lost;
+        // Xen turns hlt into a block. Returns with IF set, handlers run.
+        // SAFETY: sti; hlt only changes IF and waits; not `nomem`, so the
+        // compiler re-reads what handlers changed.
+        unsafe { core::arch::asm!("sti", "hlt", options(nostack)) };
+    } else if hypercall::sched_block().is_err() {
         restore(false);
     }
 }

@@ -26,7 +26,7 @@ use x86_64::instructions::port::Port;
 use x86_64::registers::control::Cr2;
 use x86_64::registers::model_specific::Msr;
 use x86_64::structures::idt::InterruptDescriptorTable;
-use x86_64::structures::paging::{OffsetPageTable, PageTable, Translate};
+use x86_64::structures::paging::{Mapper, OffsetPageTable, Page, PageTable, Size2MiB, Translate};
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::event;
@@ -178,6 +178,43 @@ pub fn identity_mapped(pfn: u64) -> bool {
     with_boot_tables(|m| m.translate_addr(va) == Some(PhysAddr::new(pa)))
 }
 
+/// Unmap every 2 MiB page of the boot identity map that touches no region
+/// of the memory map and neither ring page, so that stray pointers fault
+/// (#PF, reported as fatal) as they do on PV instead of reading holes.
+/// Returns how many 2 MiB pages stay mapped.
+fn unmap_holes(platform: &Platform) -> u64 {
+    const HUGE: u64 = 2 << 20;
+    let rings = [platform.console, platform.store];
+    let keep = |start: u64| {
+        let end = start + HUGE;
+        platform
+            .memmap
+            .entries()
+            .iter()
+            .any(|e| e.addr < end && start < e.addr.saturating_add(e.size))
+            || rings
+                .iter()
+                .flatten()
+                .any(|r| (start..end).contains(&(r.pfn << 12)))
+    };
+    let mut kept = 0;
+    with_boot_tables(|m| {
+        for start in (0..IDENTITY_LIMIT).step_by(HUGE as usize) {
+            if keep(start) {
+                kept += 1;
+                continue;
+            }
+            let page = Page::<Size2MiB>::containing_address(VirtAddr::new(start));
+            // Nothing lives in a hole; the flush is done once below.
+            if let Ok((_, flush)) = m.unmap(page) {
+                flush.ignore();
+            }
+        }
+    });
+    x86_64::instructions::tlb::flush_all();
+    kept
+}
+
 // -------------------------------------------------------------------- IDT
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
@@ -304,14 +341,28 @@ extern "C" fn xenfront_pvh_trap(frame: &TrapFrame) -> ! {
     }
 }
 
-/// Rust side of the callback-vector stub (IF clear while it runs).
+/// Rust side of the callback-vector stub (IF clear while it runs): the
+/// same 2-level scan as the PV upcall. No EOI: the callback via is not
+/// routed through the LAPIC.
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pvh_upcall(_frame: &mut TrapFrame) {
-    // HVM_PARAM_CALLBACK_IRQ is never set yet, so Xen has no reason to
-    // raise this vector.
-    fatal(format_args!(
-        "event upcall on vector {CALLBACK_VECTOR:#x} before it was registered"
-    ))
+    event::upcall();
+}
+
+/// `XENFEAT_hvm_callback_vector`.
+const XENFEAT_HVM_CALLBACK_VECTOR: u32 = 8;
+
+/// Have Xen raise [`CALLBACK_VECTOR`] for event upcalls
+/// (`HVM_PARAM_CALLBACK_IRQ` = `(2 << 56) | vector`), then let them in.
+fn install_callback() -> Result<(), &'static str> {
+    let feats = hypercall::xen_get_features(0).map_err(|_| "XENVER_get_features failed")?;
+    if feats & (1 << XENFEAT_HVM_CALLBACK_VECTOR) == 0 {
+        return Err("Xen lacks XENFEAT_hvm_callback_vector");
+    }
+    hypercall::hvm_set_param(hvm_param::CALLBACK_IRQ, (2 << 56) | CALLBACK_VECTOR as u64)
+        .map_err(|_| "HVMOP_set_param(CALLBACK_IRQ) failed")?;
+    event::enable_vector_upcalls();
+    Ok(())
 }
 
 static IN_FATAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -438,7 +489,13 @@ extern "C" fn xenfront_pvh_entry(start_info_paddr: u64) -> ! {
     // Without shared_info the kernel still runs (as on PV): waits fall back
     // to bounded yields and time reads as 0.
     match map_shared_info() {
-        Ok(mem) => event::init(mem),
+        Ok(mem) => {
+            event::init(mem);
+            // Event upcalls on the callback vector (PV: pv_entry::install).
+            if let Err(e) = install_callback() {
+                boot_fail(format_args!("event callback vector: {e}"));
+            }
+        }
         Err(e) => early(format_args!("shared_info: add_to_physmap: {e}")),
     }
     heap::init();
@@ -452,6 +509,10 @@ extern "C" fn xenfront_pvh_entry(start_info_paddr: u64) -> ! {
         store,
         identity_mapped,
     );
+    let kept = unmap_holes(&platform);
+    if kept == 0 {
+        boot_fail(format_args!("memory map covers nothing"));
+    }
     if platform.console.is_none() {
         early(format_args!(
             "no console (HVM param pfn {:#x}); running without output",

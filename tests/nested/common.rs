@@ -10,6 +10,10 @@
 //! gives `pv-boot-hello` (xl-config/pv.cfg) and `pvh-boot-hello`
 //! (xl-config/pvh.cfg), both expecting the banner `booting (pv|pvh)`.
 //! `XF_ONLY=pvh-` runs only the PVH variants.
+//!
+//! Modules that only declare PV scenarios still get PVH runs: main.rs passes
+//! every module through [`with_pvh_twins`], which adds the PVH twin of each
+//! xenfront PV scenario (same markers, script and checks).
 
 use std::path::PathBuf;
 
@@ -65,6 +69,40 @@ pub fn for_each_mode(f: impl Fn(Mode) -> Scenario) -> Vec<Scenario> {
 /// The same list of scenarios for every mode: all PV ones, then all PVH.
 pub fn for_each_mode_many(f: impl Fn(Mode) -> Vec<Scenario>) -> Vec<Scenario> {
     Mode::ALL.into_iter().flat_map(f).collect()
+}
+
+/// The PVH variant of a xenfront PV scenario (config xl-config/pv.cfg):
+/// `pv-x` becomes `pvh-x` (any other name gets a `pvh-` prefix), the config
+/// xl-config/pvh.cfg, the banner marker `booting (pvh)`; every other marker,
+/// the script and the checks stay the same. None for anything else.
+pub fn pvh_twin(mut s: Scenario) -> Option<Scenario> {
+    if s.config != Mode::Pv.config() || s.kernel != kernel() {
+        return None;
+    }
+    let rest = s.name.strip_prefix("pv-").unwrap_or(&s.name);
+    s.name = format!("pvh-{rest}");
+    s.config = Mode::Pvh.config();
+    for m in &mut s.expect.markers {
+        if *m == Mode::Pv.banner() {
+            *m = Mode::Pvh.banner();
+        }
+    }
+    Some(s)
+}
+
+/// A module's scenarios, each xenfront PV one followed by its PVH twin
+/// ([`pvh_twin`]) unless the module already has a scenario of that name.
+pub fn with_pvh_twins(f: fn() -> Vec<Scenario>) -> Vec<Scenario> {
+    let first = f();
+    let names: Vec<String> = first.iter().map(|s| s.name.clone()).collect();
+    let mut out = Vec::new();
+    for (s, again) in first.into_iter().zip(f()) {
+        out.push(s);
+        if let Some(t) = pvh_twin(again).filter(|t| !names.contains(&t.name)) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 pub fn root() -> PathBuf {

@@ -3,7 +3,9 @@
 //! One lab boot (Xen + Dom0 under QEMU TCG, see docs/lab.md) runs the scenarios of every
 //! module listed in `MODULES`, one after another. Each module exposes
 //! `pub fn scenarios() -> Vec<lab::Scenario>`; adding one is two lines: `mod name;` below
-//! and an entry in `MODULES`.
+//! and an entry in `MODULES`. Each xenfront scenario on xl-config/pv.cfg is also run
+//! as PVH (`pv-x` → `pvh-x`, other names get a `pvh-` prefix) unless the module
+//! already declares that name (common::with_pvh_twins).
 //!
 //! Environment: `XF_ONLY=<substring>[,<substring>...]` runs only scenarios whose name
 //! contains one of them; `XF_LAB_VERBOSE=1` streams guest consoles; `XF_LAB_SERIAL=1`
@@ -46,7 +48,8 @@ fn main() -> ExitCode {
 
     let mut scenarios = Vec::new();
     for (module, f) in MODULES {
-        for s in f() {
+        // Every xenfront PV scenario also runs as PVH (tests/nested/common.rs).
+        for s in common::with_pvh_twins(*f) {
             if wanted(&s.name) {
                 if args.iter().any(|a| a == "--list") {
                     println!("{module}::{}: test", s.name);
