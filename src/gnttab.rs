@@ -50,6 +50,35 @@ impl GrantBackend for PvBackend {
             this.last_error = Some(e);
             GrantError::GrowFailed(code)
         };
+        if mm::foreign_is_physical() {
+            // PVH: Xen puts table frame i at a guest frame of ours
+            // (XENMAPSPACE_grant_table); no setup_table, no MFNs.
+            let mut views = Vec::with_capacity((new - old) as usize);
+            for idx in old..new {
+                let va = mm::vmap_reserve().map_err(|e| fail(self, GnttabError::Mm(e), -12))?;
+                let arg = hypercall::AddToPhysmap {
+                    domid: hypercall::DOMID_SELF,
+                    size: 0,
+                    space: 1, // XENMAPSPACE_grant_table
+                    idx: u64::from(idx),
+                    gpfn: va >> 12,
+                };
+                // SAFETY: the window gfn is not RAM and nothing refers to it.
+                if let Err(e) = unsafe { hypercall::memory_op_add_to_physmap(&arg) } {
+                    mm::vmap_release(va);
+                    return Err(fail(self, GnttabError::Hypercall(e), -(e.code() as i32)));
+                }
+                // SAFETY: `va` is the fresh slot Xen just backed with the
+                // table frame; identity: gfn = va >> 12.
+                if let Err(e) = unsafe { mm::map_mfn(va, va >> 12, true) } {
+                    return Err(fail(self, GnttabError::Mm(e), -14));
+                }
+                self.vas.push(va);
+                // SAFETY: as for PV below.
+                views.push(unsafe { SharedMem::from_raw(va as *mut u8, PAGE_SIZE) });
+            }
+            return Ok(views);
+        }
         match hypercall::gnttab_setup_table(&mut mfns) {
             Err(e) => return Err(fail(self, GnttabError::Hypercall(e), -(e.code() as i32))),
             Ok(st) => {
@@ -279,7 +308,8 @@ pub struct ForeignMapping {
 }
 
 /// `GNTTABOP_map_grant_ref` of `domid`'s `gref` (PV: host_map at a window
-/// VA whose L1 exists).
+/// VA whose L1 exists; PVH: at the slot's guest-physical address, then
+/// mapped VA == GPA).
 pub fn map_grant(
     domid: u16,
     gref: GrantRef,
@@ -300,6 +330,21 @@ pub fn map_grant(
     if let Err(e) = r {
         mm::vmap_release(va);
         return Err(e);
+    }
+    if mm::foreign_is_physical() {
+        // PVH: Xen mapped the grant at guest frame va >> 12; add our PTE.
+        // SAFETY: the slot is ours and nothing refers to it yet.
+        if let Err(e) = unsafe { mm::map_mfn(va, va >> 12, !readonly) } {
+            let mut un = GnttabUnmapGrantRef {
+                host_addr: va,
+                handle: op.handle,
+                ..Default::default()
+            };
+            // SAFETY: nothing was mapped at `va`, so nothing refers to it.
+            let _ = unsafe { hypercall::gnttab_unmap_grant_ref(&mut un) };
+            mm::vmap_release(va);
+            return Err(GnttabError::Mm(e));
+        }
     }
     Ok(ForeignMapping {
         va,
@@ -334,6 +379,10 @@ impl ForeignMapping {
     fn do_unmap(&mut self) -> Result<(), GnttabError> {
         if !self.live {
             return Ok(());
+        }
+        if mm::foreign_is_physical() {
+            // SAFETY: as below: callers no longer use the views.
+            unsafe { mm::unmap_va(self.va) }.map_err(GnttabError::Mm)?;
         }
         let mut op = GnttabUnmapGrantRef {
             host_addr: self.va,

@@ -510,6 +510,9 @@ extern "C" fn xenfront_pvh_entry(start_info_paddr: u64) -> ! {
         identity_mapped,
     );
     let kept = unmap_holes(&platform);
+    // Frame allocator over the E820 RAM (the outcome is printed by
+    // kernel_main's `mm:` line, as on PV).
+    let _ = crate::mm::init_pvh(&platform.memmap);
     if kept == 0 {
         boot_fail(format_args!("memory map covers nothing"));
     }

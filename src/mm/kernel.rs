@@ -10,12 +10,15 @@ use spin::{Mutex, Once};
 
 use super::frames::FrameAllocator;
 use super::pv::PvMm;
+use super::pvh;
 use super::MmError;
 use crate::heap;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::StartInfo;
 
 static PV: Once<PvMm> = Once::new();
+/// Set by [`init_pvh`]: identity-mapped PVH memory (see `pvh`).
+static PVH: Once<()> = Once::new();
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 static SUMMARY: Once<Result<Summary, MmError>> = Once::new();
 
@@ -93,7 +96,69 @@ unsafe fn init_pv_inner(si: &StartInfo) -> Result<Summary, MmError> {
     })
 }
 
-/// The outcome of [`init_pv`] (None before it ran).
+/// Boot (PVH): frame allocator over the RAM of the E820 map after the
+/// kernel image (`__image_end`; pfns below it, incl. low memory, are never
+/// handed out), bitmap right after the image, heap growth. RAM is already
+/// identity-mapped by the boot tables (src/pvh.rs). Call once, after
+/// hvm_start_info was copied (its pages may be reused).
+pub fn init_pvh(map: &crate::platform::MemMap) -> Result<Summary, MmError> {
+    *SUMMARY.call_once(|| {
+        let r = init_pvh_inner(map);
+        if r.is_ok() {
+            PVH.call_once(|| ());
+            heap::set_grow_hook(grow_heap);
+        }
+        r
+    })
+}
+
+fn init_pvh_inner(map: &crate::platform::MemMap) -> Result<Summary, MmError> {
+    unsafe extern "C" {
+        static __image_end: u8;
+    }
+    let limit = pvh::VMAP_BASE >> 12;
+    let nr = map
+        .ram_ranges()
+        .map(|(_, e)| e.min(limit))
+        .max()
+        .unwrap_or(0);
+    let image_end = (&raw const __image_end as u64).div_ceil(PAGE_SIZE as u64);
+    let words = FrameAllocator::words_for(nr);
+    let bitmap_frames = (words * 8).div_ceil(PAGE_SIZE) as u64;
+    let first_free = image_end + bitmap_frames;
+    let in_ram = |s: u64, e: u64| map.ram_ranges().any(|(rs, re)| rs <= s && e <= re);
+    if first_free >= nr || !in_ram(image_end, first_free) {
+        return Err(MmError::OutOfMemory);
+    }
+    // SAFETY: frames image_end..first_free are RAM (checked), identity-
+    // mapped, past everything the image uses, and never freed: the bitmap
+    // lives there for the rest of the kernel's life.
+    let bitmap = unsafe {
+        core::slice::from_raw_parts_mut((image_end << 12) as *mut u64, bitmap_frames as usize * 512)
+    };
+    let mut fa = FrameAllocator::new(bitmap, nr);
+    for (s, e) in map.ram_ranges() {
+        let (s, e) = (s.max(first_free), e.min(nr));
+        if s < e {
+            fa.release_range(s, e);
+        }
+    }
+    let free_frames = fa.free_frames();
+    *FRAMES.lock() = Some(fa);
+    Ok(Summary {
+        nr_pages: map.ram_pages(),
+        boot_end: image_end,
+        pt_frames: 0,
+        bitmap_frames,
+        free_frames,
+    })
+}
+
+fn is_pvh() -> bool {
+    PVH.get().is_some()
+}
+
+/// The outcome of [`init_pv`] / [`init_pvh`] (None before it ran).
 pub fn summary() -> Option<Result<Summary, MmError>> {
     SUMMARY.get().copied()
 }
@@ -149,9 +214,7 @@ impl Page {
 
     /// Machine frame (what grants and page tables name on PV).
     pub fn mfn(&self) -> u64 {
-        pv().ok()
-            .and_then(|pv| pv.pfn_to_mfn(self.pfn))
-            .expect("allocated page has an MFN")
+        pfn_to_mfn(self.pfn).expect("allocated page has an MFN")
     }
 
     pub fn va(&self) -> usize {
@@ -239,7 +302,22 @@ static VMAP: Mutex<Vmap> = Mutex::new(Vmap {
 
 /// A page-sized VA slot whose L1 entry exists (and is empty): for
 /// `update_va_mapping` and `GNTMAP_host_map`.
+/// PVH: a page-aligned guest-physical address above RAM (VA == GPA), not
+/// mapped until [`map_mfn`]: the host_addr for `GNTMAP_host_map` and the
+/// gpfn for `XENMEM_add_to_physmap`.
 pub fn vmap_reserve() -> Result<u64, MmError> {
+    if is_pvh() {
+        let mut v = VMAP.lock();
+        if let Some(va) = v.free.pop() {
+            return Ok(va);
+        }
+        if v.next >= VMAP_PAGES {
+            return Err(MmError::NoVa);
+        }
+        let va = pvh::VMAP_BASE + (v.next << 12);
+        v.next += 1;
+        return Ok(va);
+    }
     let pv = pv()?;
     let mut v = VMAP.lock();
     if let Some(va) = v.free.pop() {
@@ -257,18 +335,32 @@ pub fn vmap_reserve() -> Result<u64, MmError> {
 
 /// Gives back a slot from [`vmap_reserve`] (its entry must be empty again).
 pub fn vmap_release(va: u64) {
-    debug_assert!((VMAP_BASE..VMAP_BASE + (VMAP_PAGES << 12)).contains(&va));
+    let base = if is_pvh() { pvh::VMAP_BASE } else { VMAP_BASE };
+    debug_assert!((base..base + (VMAP_PAGES << 12)).contains(&va));
     VMAP.lock().free.push(va);
 }
 
-/// Maps machine frame `mfn` at the window slot `va`.
+/// Maps machine frame `mfn` at the window slot `va` (PVH: guest frame,
+/// normally `va >> 12`, after Xen put something there).
 ///
 /// # Safety
 /// `va` is a reserved slot with no references into it; `mfn` is a frame
 /// Xen lets us map (e.g. from `GNTTABOP_setup_table`).
 pub unsafe fn map_mfn(va: u64, mfn: u64, writable: bool) -> Result<(), MmError> {
+    if is_pvh() {
+        let alloc = || with_frames(|fa| fa.alloc())?.map_err(MmError::from);
+        // SAFETY: forwarded from the caller.
+        return unsafe { pvh::map(va, mfn, writable, alloc) };
+    }
     // SAFETY: forwarded from the caller.
     unsafe { pv()?.map_mfn(va, mfn, writable) }
+}
+
+/// Whether grants and foreign frames live in guest-physical space (PVH):
+/// then `GNTMAP_host_map` takes the slot's GPA and the caller maps the slot
+/// with [`map_mfn`]`(va, va >> 12, ..)` afterwards.
+pub fn foreign_is_physical() -> bool {
+    is_pvh()
 }
 
 /// Clears the window slot `va`.
@@ -276,16 +368,26 @@ pub unsafe fn map_mfn(va: u64, mfn: u64, writable: bool) -> Result<(), MmError> 
 /// # Safety
 /// No references into the page at `va` may remain.
 pub unsafe fn unmap_va(va: u64) -> Result<(), MmError> {
+    if is_pvh() {
+        // SAFETY: forwarded from the caller.
+        return unsafe { pvh::unmap(va) };
+    }
     // SAFETY: forwarded from the caller.
     unsafe { pv()?.unmap(va) }
 }
 
 /// The L1 entry currently mapping `va` (0 if none): for checks and tests.
 pub fn pte(va: u64) -> Result<u64, MmError> {
+    if is_pvh() {
+        return Ok(pvh::pte(va));
+    }
     pv()?.pte(va)
 }
 
 /// PFN → MFN through the p2m.
 pub fn pfn_to_mfn(pfn: u64) -> Option<u64> {
+    if is_pvh() {
+        return Some(pfn);
+    }
     pv().ok()?.pfn_to_mfn(pfn)
 }

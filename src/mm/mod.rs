@@ -4,8 +4,9 @@
 //! domains).
 //!
 //! * [`frames`] — the bitmap frame allocator (pure, host-tested).
-//! * `pv` — PV page tables, p2m and M2P (the only PV-specific part; PVH
-//!   will add an identity-mapped sibling built from the E820 map).
+//! * `pv` — PV page tables, p2m and M2P (the only PV-specific part).
+//! * `pvh` — its PVH sibling: identity map (pfn == gfn), frames from the
+//!   E820 map, a guest-physical foreign window above 4 GiB.
 //! * [`Page`] — a private page; [`SharedPage`] — a page meant for another
 //!   domain: the **only** constructor, [`alloc_shared_page`], zeroes it, and
 //!   the frame returns to the allocator only when the last handle is gone
@@ -15,6 +16,8 @@ pub mod frames;
 
 #[cfg(target_os = "none")]
 mod pv;
+#[cfg(target_os = "none")]
+mod pvh;
 
 #[cfg(target_os = "none")]
 mod kernel;
