@@ -16,16 +16,21 @@ use std::time::Instant;
 
 use lab::Scenario;
 
+mod bench;
 mod common;
 mod demo;
 mod events;
+mod figures;
 mod lab_selftest;
 mod peers_loopback;
 mod pv_boot;
 mod services;
 mod vchan;
 
-const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
+/// A scenario module: its name and its scenario list.
+type Module = (&'static str, fn() -> Vec<Scenario>);
+
+const MODULES: &[Module] = &[
     ("lab_selftest", lab_selftest::scenarios),
     ("events", events::scenarios),
     ("pv_boot", pv_boot::scenarios),
@@ -33,6 +38,7 @@ const MODULES: &[(&str, fn() -> Vec<Scenario>)] = &[
     ("services", services::scenarios),
     ("demo", demo::scenarios),
     ("vchan", vchan::scenarios),
+    ("bench", bench::scenarios),
 ];
 
 fn main() -> ExitCode {
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
     println!();
     print!("{}", report.summary());
     print!("{}", common::boot_figures(&report.outcomes));
+    print!("{}", figures::table(&report.outcomes));
     let failed = report.outcomes.iter().filter(|o| !o.passed()).count();
     println!(
         "nested: {} passed, {} failed, {} lab fault(s) outside scenarios; took {:.1}s",

@@ -1,0 +1,83 @@
+//! Size benchmark: the smallest `memory=` (MiB) with which xenfront still
+//! boots to `Test result: SUCCESS`, as PV and as PVH. The scenario's own guest
+//! idles (`test=idle`) while its Dom0 script creates probe domains from the
+//! very same ELF with less and less memory; the first size that fails ends
+//! the descent. Reported by figures.rs, never asserted beyond "the default
+//! 32 MiB boots".
+
+use lab::{Outcome, Scenario, Shutdown};
+
+use crate::common::Mode;
+
+const PROBE: &str = r#"
+set -u
+K=$SCENARIO_DIR/kernel
+probe() {
+  n=xfmem-$1-$2
+  cat > /tmp/$n.cfg <<EOC
+name="$n"
+type="$1"
+kernel="$K"
+memory=$2
+extra="test=hello"
+on_poweroff="preserve"
+on_crash="preserve"
+on_reboot="preserve"
+EOC
+  log=/var/log/xen/console/guest-$n.log
+  rm -f "$log"
+  if ! xl create "/tmp/$n.cfg" >"/tmp/$n.out" 2>&1; then
+    echo "$1 memory=$2: create refused: $(tail -n 1 /tmp/$n.out)"
+    return 1
+  fi
+  res=fails
+  i=0
+  while [ $i -lt 100 ]; do
+    if grep -q "Test result: SUCCESS" "$log" 2>/dev/null; then res=boots; break; fi
+    st=$(xl list "$n" 2>/dev/null | awk 'NR==2 {print $5}')
+    case "$st" in *c*|*s*) break ;; esac
+    sleep 0.2
+    i=$((i+1))
+  done
+  xl destroy "$n" 2>/dev/null
+  echo "$1 memory=$2: $res"
+  [ $res = boots ]
+}
+for mode in pv pvh; do
+  min=-
+  for m in 32 8 4 3 2 1; do
+    if probe $mode $m; then min=$m; else break; fi
+  done
+  echo "$min" > "$OUT/min-memory-$mode"
+done
+xl shutdown "$DOMID"
+"#;
+
+fn check(o: &Outcome) -> Result<(), String> {
+    for mode in ["pv", "pvh"] {
+        let min = o
+            .out_files
+            .get(&format!("min-memory-{mode}"))
+            .map(|s| s.trim())
+            .ok_or_else(|| format!("no min-memory-{mode} from the probe"))?;
+        let mib: u32 = min
+            .parse()
+            .map_err(|_| format!("{mode}: even memory=32 did not boot ({min:?})"))?;
+        println!("    figure: smallest memory= that boots as {mode}: {mib} MiB");
+    }
+    Ok(())
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    // Declared with the PVH config so that it is not twinned: the script
+    // probes both modes itself.
+    vec![Mode::Pvh
+        .scenario("bench-memory")
+        .extra("test=idle")
+        .dom0_script(PROBE)
+        .timeout_secs(300)
+        .marker("ready")
+        .shutdown(Some(Shutdown::Poweroff))
+        .script_status(0)
+        .check(check)]
+}
