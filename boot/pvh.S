@@ -200,6 +200,9 @@ xenfront_pvh_callback:
     pushq   $0                      /* error */
     pushq   $-1                     /* vector: event upcall */
     PVH_SAVE_ALL
+    cld                             /* SysV: DF clear (the interrupted code
+                                       may be in a backward rep movs);
+                                       iretq restores its rflags */
     mov     %rsp, %rdi              /* &TrapFrame */
     mov     %rsp, %rbx
     and     $-16, %rsp
@@ -248,6 +251,7 @@ PVH_TRAP_NOERR xenfront_pvh_trap_other, 255
 
 .Lpvh_trap_common:
     PVH_SAVE_ALL
+    cld
     mov     %rsp, %rdi              /* &TrapFrame */
     and     $-16, %rsp
     call    xenfront_pvh_trap       /* never returns */
