@@ -117,11 +117,13 @@ fn init_pvh_inner(map: &crate::platform::MemMap) -> Result<Summary, MmError> {
         static __image_end: u8;
     }
     let limit = pvh::VMAP_BASE >> 12;
-    let nr = map
-        .ram_ranges()
-        .map(|(_, e)| e.min(limit))
-        .max()
-        .unwrap_or(0);
+    if map.ram_ranges().any(|(_, e)| e > limit) {
+        // The boot tables map 4 GiB and the foreign window starts there.
+        return Err(MmError::BadPageTable(
+            "PVH: RAM above 4 GiB is not supported yet (use memory <= 3840)",
+        ));
+    }
+    let nr = map.ram_ranges().map(|(_, e)| e).max().unwrap_or(0);
     let image_end = (&raw const __image_end as u64).div_ceil(PAGE_SIZE as u64);
     let words = FrameAllocator::words_for(nr);
     let bitmap_frames = (words * 8).div_ceil(PAGE_SIZE) as u64;
