@@ -51,6 +51,13 @@ pub fn linux_pv() -> Scenario {
 }
 
 /// The same kernel as a PVH domU (xl-config/linux-pvh.cfg, `type="pvh"`).
+///
+/// Debian's 6.1 kernel as PVH sometimes triple-faults early in this emulated lab (QEMU
+/// TCG, `-cpu qemu64,+npt`; seen in about one boot of three even with
+/// `tsc_mode="native"`), so its failures are tolerated: reported, never fatal. It is a
+/// baseline for figures, not the product under test.
 pub fn linux_pvh() -> Scenario {
-    linux("linux-pvh", "linux-pvh.cfg")
+    linux("linux-pvh", "linux-pvh.cfg").tolerate_failure(
+        "Debian's Linux PVH guest is not reliable under QEMU TCG (early triple fault)",
+    )
 }

@@ -77,6 +77,11 @@ pub struct Expect {
     /// The scenario is *expected to fail* with a failure reason containing this text
     /// (used by the lab's self-test); it then passes iff such a failure is recorded.
     pub failure: Option<String>,
+    /// A third-party baseline that this emulated lab cannot always run (e.g. Debian's
+    /// Linux as PVH, which sometimes triple-faults early under QEMU TCG): a failure is
+    /// reported with this reason as `TOLERATED` and does not fail the run. Lab faults
+    /// still do. Never used for xenfront scenarios.
+    pub tolerate: Option<String>,
 }
 
 pub type Check = Box<dyn Fn(&Outcome) -> Result<(), String> + Send + Sync>;
@@ -177,6 +182,11 @@ impl Scenario {
         self.expect.script_status = Some(s);
         self
     }
+    /// See [`Expect::tolerate`]: for third-party baselines only.
+    pub fn tolerate_failure(mut self, why: impl Into<String>) -> Self {
+        self.expect.tolerate = Some(why.into());
+        self
+    }
     pub fn expect_failure(mut self, reason_contains: impl Into<String>) -> Self {
         self.expect.failure = Some(reason_contains.into());
         self
@@ -238,6 +248,8 @@ pub struct Outcome {
     pub failures: Vec<String>,
     /// When the scenario expected a failure: the failure that matched.
     pub expected_failure: Option<String>,
+    /// Failures of a tolerated baseline ([`Expect::tolerate`]): reported, not fatal.
+    pub tolerated: Vec<String>,
     /// Informational lines from the runner.
     pub notes: Vec<String>,
     /// Host wall time of the scenario (begin → end lines on the serial).
@@ -255,6 +267,8 @@ impl Outcome {
             "FAIL"
         } else if self.expected_failure.is_some() {
             "ok (xfail)"
+        } else if !self.tolerated.is_empty() {
+            "TOLERATED"
         } else {
             "ok"
         }
@@ -329,6 +343,7 @@ impl Report {
             if let Some(e) = &o.expected_failure {
                 notes.push(format!("expected failure: {e}"));
             }
+            notes.extend(o.tolerated.iter().map(|t| format!("tolerated: {t}")));
             s += &format!(
                 "{:w$}  {:10}  {:10}  {:>8}  {:>12}  {:>13}  {:>9}  {}\n",
                 o.name,

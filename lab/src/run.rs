@@ -237,6 +237,12 @@ fn evaluate(sc: &Scenario, o: &mut Outcome) {
             }
         }
     }
+    if let Some(why) = &sc.expect.tolerate {
+        if !o.failures.is_empty() {
+            o.tolerated = std::mem::take(&mut o.failures);
+            o.tolerated.push(format!("tolerated because {why}"));
+        }
+    }
     if let Some(sub) = &sc.expect.failure {
         if let Some(f) = o
             .failures
