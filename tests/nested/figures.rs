@@ -129,6 +129,46 @@ pub fn table(outcomes: &[Outcome]) -> String {
             ratio
         );
     }
+    // Boot: the guest's own start (unpause → first console line) and the whole
+    // `xl create` → first line, xenfront vs Debian's Linux in the same boot.
+    type Timing = fn(&Outcome) -> Option<std::time::Duration>;
+    let timings: [(&str, Timing); 2] = [
+        ("boot: xl create -> 1st console line, s", |o| {
+            o.t_create_first_line
+        }),
+        ("boot: xl unpause -> 1st console line, s", |o| {
+            o.t_unpause_first_line
+        }),
+    ];
+    for (label, t) in timings {
+        let secs = |name: &str| {
+            outcomes
+                .iter()
+                .find(|o| o.name == name && o.passed())
+                .and_then(t)
+                .map(|d| d.as_secs_f64())
+        };
+        let v = [
+            secs("pv-boot-hello"),
+            secs("pvh-boot-hello"),
+            secs("linux-pv-boot-baseline").or_else(|| secs("linux-pv")),
+        ];
+        if v.iter().all(Option::is_none) {
+            continue;
+        }
+        let ratio = match (v[0], v[2]) {
+            (Some(x), Some(l)) if l > 0.0 => format!("{:.2}x", x / l),
+            _ => "-".into(),
+        };
+        body += &format!(
+            "{:38} {:>12} {:>12} {:>12} {:>8}\n",
+            label,
+            cell(v[0]),
+            cell(v[1]),
+            cell(v[2]),
+            ratio
+        );
+    }
     if let Some(o) = outcomes.iter().find(|o| o.name.ends_with("bench-memory")) {
         for mode in ["pv", "pvh"] {
             let min = o
