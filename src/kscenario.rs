@@ -275,13 +275,50 @@ fn events() -> Result<Verdict, (&'static str, Errno)> {
 
 // ------------------------------------------------------------ evtchn-echo
 
-/// Round trips with the Dom0 peer (`xf-evtchn-echo <domid> <port> 2000`).
+/// Round trips with the Dom0 peer (`xf-evtchn-echo <domid> <port> 2000 --start`).
+///
+/// An event channel carries one bit, so both sides count exactly only while
+/// exactly one event is in flight. Binding sets the binder's port pending
+/// (Xen's `evtchn_bind_interdomain`), so the peer sees one event the guest
+/// never sent; answering it would put a second event in flight, and the two
+/// may or may not merge later (the peer then finishes one round early). So
+/// the peer absorbs that bind-time event and then notifies once ("start");
+/// the guest pings only after the start, one ping per answer, no resends.
 pub const ECHO_ROUNDS: u64 = 2000;
 
 static ECHOES: AtomicU64 = AtomicU64::new(0);
 
 fn echo(_port: u32) {
     ECHOES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Block until `ECHOES >= want` or `limit`; false on timeout. Prints the
+/// port state once per second while stalled (never re-sends: an extra event
+/// would break the count).
+fn wait_echoes(p: u32, want: u64, limit: u64) -> bool {
+    let mut stall = time::now_ns() + NS_PER_SEC;
+    let mut stall_wakeup = time::add_wakeup(stall).ok();
+    while ECHOES.load(Ordering::SeqCst) < want {
+        let now = time::now_ns();
+        if now >= limit {
+            return false;
+        }
+        if now >= stall {
+            println!(
+                "evtchn-echo: stalled waiting for event {want}: {:?} {:?} {:?}",
+                event::port_bits(p),
+                event::status(p),
+                event::stats()
+            );
+            stall = now + NS_PER_SEC;
+            stall_wakeup = time::add_wakeup(stall).ok();
+        }
+        event::block_unless(|| ECHOES.load(Ordering::SeqCst) >= want || time::now_ns() >= stall);
+    }
+    if let Some(w) = stall_wakeup {
+        time::cancel(w);
+    }
+    true
 }
 
 fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
@@ -301,44 +338,26 @@ fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
         }
     };
     println!("evtchn: peer dom {} port {}", peer.0, peer.1);
+    // The peer's start notify (it has absorbed its bind-time event).
+    if !wait_echoes(p, 1, deadline) {
+        println!("evtchn-echo: peer never sent the start event");
+        return Ok(Verdict::Failure);
+    }
+    let base = ECHOES.load(Ordering::SeqCst);
+    println!("evtchn: peer started");
     let t0 = time::now_ns();
     // One watchdog timer for the whole exchange (not one per round trip).
     let limit = t0 + 60 * NS_PER_SEC;
     let watchdog = time::add_wakeup(limit).ok();
-    let mut resends = 0;
     for i in 1..=ECHO_ROUNDS {
         event::send(p).map_err(|e| ("send", e))?;
-        let mut stall = time::now_ns() + NS_PER_SEC;
-        let mut stall_wakeup = time::add_wakeup(stall).ok();
-        while ECHOES.load(Ordering::SeqCst) < i {
-            let now = time::now_ns();
-            if now >= limit {
-                println!(
-                    "evtchn-echo: timeout after {}/{ECHO_ROUNDS} round trips",
-                    i - 1
-                );
-                return Ok(Verdict::Failure);
-            }
-            if now >= stall {
-                println!(
-                    "evtchn-echo: stalled at {i}: {:?} {:?} {:?}",
-                    event::port_bits(p),
-                    event::status(p),
-                    event::stats()
-                );
-                resends += 1;
-                event::send(p).map_err(|e| ("send", e))?;
-                stall = now + NS_PER_SEC;
-                stall_wakeup = time::add_wakeup(stall).ok();
-            }
-            event::block_unless(|| ECHOES.load(Ordering::SeqCst) >= i || time::now_ns() >= stall);
+        if !wait_echoes(p, base + i, limit) {
+            println!(
+                "evtchn-echo: timeout after {}/{ECHO_ROUNDS} round trips",
+                i - 1
+            );
+            return Ok(Verdict::Failure);
         }
-        if let Some(w) = stall_wakeup {
-            time::cancel(w);
-        }
-    }
-    if resends > 0 {
-        println!("evtchn-echo: {resends} resends");
     }
     let dt = time::now_ns() - t0;
     if let Some(w) = watchdog {
@@ -349,6 +368,11 @@ fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
         ms(dt),
         ECHO_ROUNDS * NS_PER_SEC / dt.max(1)
     );
+    let extra = ECHOES.load(Ordering::SeqCst) - base - ECHO_ROUNDS;
     event::close(p).map_err(|e| ("close", e))?;
+    if extra != 0 || base != 1 {
+        println!("evtchn-echo: {extra} unexpected events ({base} before the first ping)");
+        return Ok(Verdict::Failure);
+    }
     Ok(Verdict::Success)
 }

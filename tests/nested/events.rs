@@ -131,12 +131,18 @@ until port=$(sed -n 's/^evtchn: port \([0-9]*\).*/\1/p' "$CONSOLE_LOG" 2>/dev/nu
     i=$((i + 1)); [ $i -gt 600 ] && { echo "guest printed no port"; exit 1; }
     usleep 100000
 done
-"$FILES/xf-evtchn-echo" "$DOMID" "$port" 2000 --timeout-ms 30000
+"$FILES/xf-evtchn-echo" "$DOMID" "$port" 2000 --timeout-ms 30000 --start
 "#;
 
 fn check_echo(o: &Outcome) -> Result<(), String> {
     let g = line_with(o, "evtchn-echo: 2000 round trips in ")?;
     let guest_rate = numbers(g)[1];
+    if !o
+        .script_output
+        .contains("evtchn-echo: absorbed the bind-time event, sent start")
+    {
+        return Err("peer did not absorb the bind-time event before starting".into());
+    }
     let peer = o
         .script_output
         .lines()

@@ -1,8 +1,9 @@
-//! xf-evtchn-echo <domid> <remote-port> <count> [--timeout-ms T] [--kick]
+//! xf-evtchn-echo <domid> <remote-port> <count> [--timeout-ms T] [--kick|--start]
 //! xf-evtchn-echo <domid> --offer <count> [--timeout-ms T] [--kick-ms K] [--port-key PATH]
 //!
 //! Echo mode: bind to <domid>'s unbound port, then answer each event with a
-//! notify until <count> events were echoed.
+//! notify until <count> events were echoed. --start: first absorb the
+//! bind-time event, then notify once; the peer pings only after that.
 //! Offer mode: allocate an unbound port for <domid> (print it / write it to
 //! XenStore), ping it until the peer binds, then ping-pong <count> times.
 //! Exit 0 done, 1 timeout, 2 error. See docs/peers.md.
@@ -13,14 +14,14 @@ use xen_peers::{die, ms, per_sec, xs, Evtchn};
 
 const TAG: &str = "evtchn-echo";
 const USAGE: &str =
-    "usage: xf-evtchn-echo <domid> <remote-port> <count> [--timeout-ms T] [--kick]\n       \
+    "usage: xf-evtchn-echo <domid> <remote-port> <count> [--timeout-ms T] [--kick|--start]\n       \
 xf-evtchn-echo <domid> --offer <count> [--timeout-ms T] [--kick-ms K] [--port-key PATH]";
 
 fn main() {
     let a = Args::parse(
         std::env::args().skip(1),
         &["timeout-ms", "kick-ms", "port-key"],
-        &["kick", "offer"],
+        &["kick", "offer", "start"],
     )
     .and_then(|a| {
         if a.flag("offer") {
@@ -84,6 +85,28 @@ fn main() {
             }
         }
         start = Some(Instant::now());
+    } else if a.flag("start") {
+        // Xen's bind_interdomain always sets the binder's port pending (it
+        // may have missed events on the unbound port): one event the guest
+        // never sent. Answering it would put a second event in flight and
+        // the counts could drift by one. The guest sends nothing before our
+        // start notify, so exactly this one event arrives first: absorb it.
+        match ev.wait(timeout) {
+            Ok(Some(p)) if p == local => {}
+            Ok(Some(p)) => die(TAG, format!("bind-time event on port {p}, not {local}")),
+            Ok(None) => {
+                println!(
+                    "{TAG}: timeout after 0/{count} round trips (no bind-time event in {} ms)",
+                    timeout.as_millis()
+                );
+                let _ = ev.unbind(local);
+                std::process::exit(1);
+            }
+            Err(e) => die(TAG, format!("wait: {e}")),
+        }
+        start = Some(Instant::now());
+        ev.notify(local).unwrap_or_else(|e| die(TAG, e));
+        println!("{TAG}: absorbed the bind-time event, sent start");
     } else if a.flag("kick") {
         start = Some(Instant::now());
         ev.notify(local).unwrap_or_else(|e| die(TAG, e));
