@@ -85,6 +85,7 @@ xenfront_hypervisor_callback:
     mov     %rsp, %rdi              /* &TrapFrame */
     mov     %rsp, %rbx              /* callee-saved: the frame */
     and     $-16, %rsp              /* SysV alignment for the call */
+    cld                             /* SysV: DF=0 at calls; Xen keeps the interrupted DF (iret restores it) */
     call    xenfront_pv_upcall
     mov     %rbx, %rsp
     RESTORE_ALL
@@ -105,6 +106,7 @@ xenfront_failsafe_callback:
     pop     %r11
     mov     %rsp, %rdi              /* &FailsafeFrame: ds, es, fs, gs, rip, ... */
     and     $-16, %rsp
+    cld                             /* SysV: DF=0 at calls; Xen keeps the interrupted DF (iret restores it) */
     call    xenfront_pv_failsafe    /* never returns */
 1:  ud2
     jmp     1b
@@ -152,6 +154,7 @@ xenfront_trap_common:
     SAVE_ALL
     mov     %rsp, %rdi              /* &TrapFrame */
     and     $-16, %rsp
+    cld                             /* SysV: DF=0 at calls; Xen keeps the interrupted DF (iret restores it) */
     call    xenfront_pv_trap        /* never returns */
 1:  ud2
     jmp     1b
