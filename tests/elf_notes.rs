@@ -161,10 +161,11 @@ fn xen_notes_and_layout() {
         elf.notes.iter().all(|(k, _)| *k != 10),
         "no FEATURES note expected"
     );
-    assert!(
-        elf.notes.iter().all(|(k, _)| *k != 18),
-        "PHYS32_ENTRY (PVH) is not implemented yet"
-    );
+    // PVH: the same ELF carries PHYS32_ENTRY, a 32-bit physical entry that
+    // is not the PV entry.
+    let phys32 = note_num(&elf, 18);
+    assert!(phys32 < 1 << 32, "PHYS32_ENTRY not 32-bit: {phys32:#x}");
+    assert_ne!(phys32, entry, "PHYS32_ENTRY must be the 32-bit PVH entry");
 
     // Program headers: one fixed-address image, p_vaddr == p_paddr.
     let loads: Vec<&Phdr> = elf.phdrs.iter().filter(|p| p.kind == 1).collect();
@@ -176,6 +177,12 @@ fn xen_notes_and_layout() {
     let end = loads.iter().map(|p| p.vaddr + p.memsz).max().unwrap();
     assert_eq!(start, 0x100000, "image must be linked at 1 MiB");
     assert!((start..end).contains(&entry), "entry outside the image");
+    assert!(
+        loads
+            .iter()
+            .any(|p| (p.paddr..p.paddr + p.filesz).contains(&phys32)),
+        "PHYS32_ENTRY not inside a loaded segment"
+    );
     assert!(
         loads
             .iter()
