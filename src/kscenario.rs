@@ -347,7 +347,8 @@ fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
     println!("evtchn: peer started");
     let t0 = time::now_ns();
     // One watchdog timer for the whole exchange (not one per round trip).
-    let limit = t0 + 60 * NS_PER_SEC;
+    // Generous: on a loaded host the nested lab manages ~30 round trips/s.
+    let limit = t0 + 300 * NS_PER_SEC;
     let watchdog = time::add_wakeup(limit).ok();
     for i in 1..=ECHO_ROUNDS {
         event::send(p).map_err(|e| ("send", e))?;

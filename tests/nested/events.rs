@@ -181,6 +181,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .shutdown(Some(Shutdown::Poweroff))
             .check(check_events),
         pv("pv-events-echo", "evtchn-echo")
+            .timeout_secs(420)
             .file(
                 root().join("target/release/xf-evtchn-echo"),
                 "xf-evtchn-echo",
