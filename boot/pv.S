@@ -66,6 +66,7 @@ hypercall_page:
  * so the RAM page behind it is never used. */
 shared_info_page:
     .skip 4096
+    .globl __boot_stack_bottom
 __boot_stack_bottom:
     .skip 65536
     .globl __boot_stack_top

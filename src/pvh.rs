@@ -5,7 +5,8 @@
 //!
 //! 1. hypercall page: find Xen's CPUID leaves, write the page's physical
 //!    address to the MSR they name (before any hypercall);
-//! 2. IDT: exceptions are fatal (`fatal: ...`, shutdown crash, like PV);
+//! 2. GDT with a TSS (IST1 = a separate #DF stack) and IDT: exceptions are
+//!    fatal (`fatal: ...`, shutdown crash, like PV);
 //! 3. shared_info: `XENMEM_add_to_physmap` over the same .bss page PV
 //!    remaps, then `event::init` as on PV;
 //! 4. console and XenStore from the HVM params, memory map and command line
@@ -23,10 +24,14 @@ use core::fmt::{self, Write};
 
 use spin::{Mutex, Once};
 use x86_64::instructions::port::Port;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
 use x86_64::registers::control::Cr2;
 use x86_64::registers::model_specific::Msr;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::paging::{Mapper, OffsetPageTable, Page, PageTable, Size2MiB, Translate};
+use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::event;
@@ -52,6 +57,8 @@ unsafe extern "C" {
     static hypercall_page: [u8; PAGE_SIZE];
     /// .bss page whose frame is replaced by shared_info (boot/pv.S).
     static mut shared_info_page: [u8; PAGE_SIZE];
+    /// Lowest word of the 64 KiB boot stack (boot/pv.S): holds the canary.
+    static mut __boot_stack_bottom: u64;
     /// Boot PML4 built by `_pvh_start` (boot/pvh.S).
     static mut pvh_pml4: PageTable;
 
@@ -215,6 +222,75 @@ fn unmap_holes(platform: &Platform) -> u64 {
     kept
 }
 
+// ---------------------------------------------------------- GDT, TSS, IST
+
+/// Size of the double-fault stack (IST1).
+const DF_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct DfStack([u8; DF_STACK_SIZE]);
+
+/// IST1: the stack #DF runs on, so that a fault caused by a broken or
+/// overflowed stack is reported (`fatal: double fault ... rsp=...`) instead
+/// of escalating to a triple fault (the boot stack has no guard page).
+static mut DF_STACK: DfStack = DfStack([0; DF_STACK_SIZE]);
+
+/// IST index (0-based, i.e. IST1) of [`DF_STACK`].
+const DF_IST_INDEX: u16 = 0;
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<GlobalDescriptorTable> = Once::new();
+
+/// Replace the boot GDT (boot/pvh.S, no TSS) with one that has the same
+/// code (0x08) and data (0x10) selectors plus a 64-bit TSS whose IST1 is
+/// [`DF_STACK`], and load TR. In .bss, away from the boot stack.
+fn load_gdt_tss() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        let top = (&raw const DF_STACK as u64) + DF_STACK_SIZE as u64;
+        tss.interrupt_stack_table[DF_IST_INDEX as usize] = VirtAddr::new(top);
+        tss
+    });
+    let mut sel = [None; 3];
+    let gdt = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        sel[0] = Some(gdt.append(Descriptor::kernel_code_segment()));
+        sel[1] = Some(gdt.append(Descriptor::kernel_data_segment()));
+        sel[2] = Some(gdt.append(Descriptor::tss_segment(tss)));
+        gdt
+    });
+    let (Some(code), Some(data), Some(tss_sel)) = (sel[0], sel[1], sel[2]) else {
+        return;
+    };
+    gdt.load();
+    // SAFETY: the selectors name the descriptors just appended to the
+    // loaded GDT (64-bit code, flat data — the same 0x08/0x10 layout as the
+    // boot GDT — and an available 64-bit TSS that lives for ever).
+    unsafe {
+        CS::set_reg(code);
+        SS::set_reg(data);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        load_tss(tss_sel);
+    }
+}
+
+/// Written at the bottom of the boot stack at entry and checked on every
+/// upcall: the boot stack has no guard page, so an overflow would otherwise
+/// silently overwrite shared_info and .data below it.
+const STACK_CANARY: u64 = 0x6b63_6174_735f_6678; // "xf_stack"
+
+fn arm_stack_canary() {
+    // SAFETY: the lowest word of the boot stack; the stack never gets that
+    // deep unless it overflows, which is what the canary detects.
+    unsafe { (&raw mut __boot_stack_bottom).write_volatile(STACK_CANARY) }
+}
+
+fn stack_canary_ok() -> bool {
+    // SAFETY: as in `arm_stack_canary`; a plain read.
+    unsafe { (&raw const __boot_stack_bottom).read_volatile() == STACK_CANARY }
+}
+
 // -------------------------------------------------------------------- IDT
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
@@ -231,7 +307,8 @@ fn load_idt() {
         // SAFETY: every address is a stub of boot/pvh.S written for that
         // vector: it expects the CPU frame with an error code exactly for the
         // `*_ERR` vectors (8, 10-14, 17) and none otherwise, and never returns
-        // except for the callback stub, which ends in iretq.
+        // except for the callback stub, which ends in iretq. IST1 is set up
+        // by `load_gdt_tss`, which runs before this.
         unsafe {
             idt.divide_error
                 .set_handler_addr(addr(xenfront_pvh_trap_divide));
@@ -249,7 +326,8 @@ fn load_idt() {
             idt.device_not_available
                 .set_handler_addr(addr(xenfront_pvh_trap_no_device));
             idt.double_fault
-                .set_handler_addr(addr(xenfront_pvh_trap_double_fault));
+                .set_handler_addr(addr(xenfront_pvh_trap_double_fault))
+                .set_stack_index(DF_IST_INDEX);
             idt.invalid_tss
                 .set_handler_addr(addr(xenfront_pvh_trap_invalid_tss));
             idt.segment_not_present
@@ -327,7 +405,12 @@ fn exception_name(vector: u64) -> &'static str {
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pvh_trap(frame: &TrapFrame) -> ! {
     let name = exception_name(frame.vector);
-    if frame.vector == 14 {
+    if frame.vector == 8 {
+        fatal(format_args!(
+            "{name} at rip={:#x} (err={:#x}, rsp={:#x})",
+            frame.rip, frame.error, frame.rsp
+        ))
+    } else if frame.vector == 14 {
         let cr2 = Cr2::read_raw();
         fatal(format_args!(
             "{name} at rip={:#x} (err={:#x}, cr2={cr2:#x})",
@@ -345,7 +428,13 @@ extern "C" fn xenfront_pvh_trap(frame: &TrapFrame) -> ! {
 /// same 2-level scan as the PV upcall. No EOI: the callback via is not
 /// routed through the LAPIC.
 #[unsafe(no_mangle)]
-extern "C" fn xenfront_pvh_upcall(_frame: &mut TrapFrame) {
+extern "C" fn xenfront_pvh_upcall(frame: &mut TrapFrame) {
+    if !stack_canary_ok() {
+        fatal(format_args!(
+            "boot stack overflow (canary at {:#x} overwritten) at rip={:#x} rsp={:#x}",
+            &raw const __boot_stack_bottom as u64, frame.rip, frame.rsp
+        ));
+    }
     event::upcall();
 }
 
@@ -451,6 +540,8 @@ fn ring_params(pfn: u32, port: u32) -> (u64, u32) {
 /// IF clear), with the guest-physical address of hvm_start_info.
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pvh_entry(start_info_paddr: u64) -> ! {
+    arm_stack_canary();
+    load_gdt_tss();
     load_idt();
     if let Err(e) = install_hypercall_page() {
         early(format_args!("{e}: cannot make hypercalls, halting"));
