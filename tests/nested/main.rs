@@ -99,6 +99,9 @@ fn main() -> ExitCode {
                 format!("FAILED ({})", o.status())
             }
         );
+        for t in &o.tolerated {
+            println!("    {}: {t}", o.status());
+        }
         if !o.passed() {
             for f in &o.failures {
                 println!("    failure: {f}");
@@ -126,8 +129,13 @@ fn main() -> ExitCode {
     print!("{}", common::boot_figures(&report.outcomes));
     print!("{}", figures::table(&report.outcomes));
     let failed = report.outcomes.iter().filter(|o| !o.passed()).count();
+    let known = report
+        .outcomes
+        .iter()
+        .filter(|o| o.status() == "KNOWN-BUG")
+        .count();
     println!(
-        "nested: {} passed, {} failed, {} lab fault(s) outside scenarios; took {:.1}s",
+        "nested: {} passed ({known} of them KNOWN-BUG), {} failed, {} lab fault(s) outside scenarios; took {:.1}s",
         report.outcomes.len() - failed,
         failed,
         report.lab_faults.len(),
