@@ -83,9 +83,12 @@ fn texts(o: &Outcome) -> impl Iterator<Item = &str> {
         .chain(o.out_files.values().map(String::as_str))
 }
 
-/// The number right before `unit` on the first line containing `line`.
+/// The number right before `unit` on the first line containing both `line`
+/// and `unit`.
 pub fn number_before(text: &str, line: &str, unit: &str) -> Option<f64> {
-    let l = text.lines().find(|l| l.contains(line))?;
+    let l = text
+        .lines()
+        .find(|l| l.contains(line) && l.contains(unit))?;
     let before = &l[..l.find(unit)?];
     let tok = before.split_whitespace().last()?;
     tok.trim_start_matches('(').parse().ok()
