@@ -127,13 +127,29 @@ pub fn kernel() -> PathBuf {
     root().join("target/x86_64-unknown-none/release/xenfront")
 }
 
+/// A Dom0 peer binary (peers/, `cargo build --release -p xen-peers`).
+pub fn peer(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
+}
+
+/// Console lines, without `\r`.
+pub fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
+    o.console.lines().map(|l| l.trim_end_matches('\r'))
+}
+
 /// The console line starting with `prefix`, without it.
 pub fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
-    o.console
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
+    lines(o)
         .find_map(|l| l.strip_prefix(prefix))
         .ok_or_else(|| format!("no console line starting with {prefix:?}"))
+}
+
+/// An `$OUT` file the Dom0 script left, without trailing whitespace.
+pub fn out<'a>(o: &'a Outcome, name: &str) -> Result<&'a str, String> {
+    o.out_files
+        .get(name)
+        .map(|s| s.trim_end())
+        .ok_or_else(|| format!("Dom0 script left no {name}"))
 }
 
 /// Boot figures side by side: xenfront PV vs PVH vs the Linux baseline,

@@ -8,11 +8,9 @@
 //! counts on both sides, the request at which the backend died, grant
 //! counters before and after.
 
-use std::path::PathBuf;
-
 use lab::{Outcome, Scenario, Shutdown};
 
-use crate::common::{root, Mode};
+use crate::common::{line, lines, out, peer, Mode};
 
 /// Requests per run (src/channels.rs `DEMO_REQUESTS`).
 const N: u64 = 10_000;
@@ -20,27 +18,6 @@ const N: u64 = 10_000;
 const DIE_AFTER: u64 = 3000;
 /// `--bad-at` for the bad-peer scenarios.
 const BAD_AT: u64 = 500;
-
-fn peer(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
-
-fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
-    o.console.lines().map(|l| l.trim_end_matches('\r'))
-}
-
-fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
-    lines(o)
-        .find_map(|l| l.strip_prefix(prefix))
-        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
-}
-
-fn out<'a>(o: &'a Outcome, name: &str) -> Result<&'a str, String> {
-    o.out_files
-        .get(name)
-        .map(|s| s.trim_end())
-        .ok_or_else(|| format!("Dom0 script left no {name}"))
-}
 
 /// Words of `s`, split at blanks, parentheses, commas and slashes.
 fn words(s: &str) -> Vec<&str> {

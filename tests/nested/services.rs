@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use lab::{Outcome, Scenario, Shutdown};
 
+use crate::common::{line, lines, out, peer};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -18,29 +20,6 @@ fn pv(name: &str) -> Scenario {
         root().join("xl-config/pv.cfg"),
     )
     .timeout_secs(150)
-}
-
-fn peer(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
-
-/// Console lines, without `\r`.
-fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
-    o.console.lines().map(|l| l.trim_end_matches('\r'))
-}
-
-/// The console line starting with `prefix`, without it.
-fn line<'a>(o: &'a Outcome, prefix: &str) -> Result<&'a str, String> {
-    lines(o)
-        .find_map(|l| l.strip_prefix(prefix))
-        .ok_or_else(|| format!("no console line starting with {prefix:?}"))
-}
-
-fn out<'a>(o: &'a Outcome, name: &str) -> Result<&'a str, String> {
-    o.out_files
-        .get(name)
-        .map(|s| s.trim_end())
-        .ok_or_else(|| format!("Dom0 script left no {name}"))
 }
 
 /// The number after `word` in `s`.

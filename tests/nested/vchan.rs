@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use lab::{Outcome, Scenario, Shutdown};
 
-use crate::common::{root, Mode};
+use crate::common::{lines, out, peer, root, Mode};
 
 /// Connections in the server scenario (the first one carries 16 MiB).
 const SERVER_ROUNDS: u32 = 3;
@@ -38,21 +38,6 @@ pub const CLIENT_ROUNDS: u32 = 100;
 const CLIENT_CYCLE_SECS: u64 = 4;
 const BIG: u64 = 16 * 1024 * 1024;
 const CLIENT_BIG: u64 = 1024 * 1024;
-
-fn peer(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
-
-fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
-    o.console.lines().map(|l| l.trim_end_matches('\r'))
-}
-
-fn out<'a>(o: &'a Outcome, name: &str) -> Result<&'a str, String> {
-    o.out_files
-        .get(name)
-        .map(|s| s.trim_end())
-        .ok_or_else(|| format!("Dom0 script left no {name}"))
-}
 
 /// Shell helpers shared by both scripts.
 const PRELUDE: &str = r#"
