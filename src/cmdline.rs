@@ -49,6 +49,9 @@ pub enum Test {
     VchanClient,
     /// Memory: allocate every free page, heap growth, foreign VA window.
     Mm,
+    /// Event delivery soak for `secs=` seconds: loopback upcalls, timer
+    /// sleeps (hlt / SCHEDOP_block) and polls (SCHEDOP_poll) woken by events.
+    Soak,
 }
 
 impl Test {
@@ -72,6 +75,7 @@ impl Test {
         Test::VchanServer,
         Test::VchanClient,
         Test::Mm,
+        Test::Soak,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +98,7 @@ impl Test {
             Test::VchanServer => "vchan-server",
             Test::VchanClient => "vchan-client",
             Test::Mm => "mm",
+            Test::Soak => "soak",
         }
     }
 
@@ -106,11 +111,16 @@ impl Test {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub test: Test,
+    /// `secs=N` (1..=86400): how long a timed scenario (soak) runs.
+    pub secs: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { test: Test::Hello }
+        Options {
+            test: Test::Hello,
+            secs: None,
+        }
     }
 }
 
@@ -160,6 +170,7 @@ pub fn parse_bytes(raw: &[u8]) -> Result<Options, CmdlineError<'_>> {
 pub fn parse(s: &str) -> Result<Options, CmdlineError<'_>> {
     let mut opts = Options::default();
     let mut seen_test = false;
+    let mut seen_secs = false;
     for word in s.split_ascii_whitespace() {
         let (key, value) = match word.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -175,6 +186,19 @@ pub fn parse(s: &str) -> Result<Options, CmdlineError<'_>> {
                 opts.test =
                     Test::from_name(value).ok_or(CmdlineError::BadValue { option: key, value })?;
             }
+            "secs" => {
+                if seen_secs {
+                    return Err(CmdlineError::Duplicate(key));
+                }
+                seen_secs = true;
+                let value = value.ok_or(CmdlineError::MissingValue(key))?;
+                let bad = CmdlineError::BadValue { option: key, value };
+                let n: u32 = value.parse().map_err(|_| bad)?;
+                if !(1..=86_400).contains(&n) {
+                    return Err(bad);
+                }
+                opts.secs = Some(n);
+            }
             _ => return Err(CmdlineError::UnknownOption(key)),
         }
     }
@@ -189,7 +213,7 @@ mod tests {
     #[test]
     fn empty_is_default() {
         assert_eq!(parse(""), Ok(Options::default()));
-        assert_eq!(parse("   \t "), Ok(Options { test: Test::Hello }));
+        assert_eq!(parse("   \t "), Ok(Options::default()));
     }
 
     #[test]
@@ -203,6 +227,8 @@ mod tests {
         assert_eq!(parse("test=grant").unwrap().test, Test::Grant);
         assert_eq!(parse("test=idle").unwrap().test, Test::Idle);
         assert_eq!(parse("test=mm").unwrap().test, Test::Mm);
+        let o = parse("test=soak secs=90").unwrap();
+        assert_eq!((o.test, o.secs), (Test::Soak, Some(90)));
     }
 
     #[test]
@@ -225,6 +251,17 @@ mod tests {
             Err(CmdlineError::Duplicate("test"))
         );
         assert_eq!(parse_bytes(b"test=\xff"), Err(CmdlineError::NotUtf8));
+        for bad in ["secs=0", "secs=86401", "secs=-1", "secs=1s", "secs="] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(CmdlineError::BadValue { option: "secs", .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse("secs"), Err(CmdlineError::MissingValue("secs")));
+        assert_eq!(parse("secs=1 secs=2"), Err(CmdlineError::Duplicate("secs")));
     }
 
     #[test]
@@ -235,7 +272,7 @@ mod tests {
         );
         assert_eq!(
             parse("test=x").unwrap_err().to_string(),
-            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle demo-front demo-front-fault demo-back vchan-server vchan-client mm)"
+            "invalid value 'x' for option 'test' (expected one of: hello panic echo timer events evtchn-echo pagefault invalid-op divide-error xenstore grant idle demo-front demo-front-fault demo-back vchan-server vchan-client mm soak)"
         );
         assert_eq!(
             parse("test").unwrap_err().to_string(),

@@ -77,7 +77,7 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
         }
     };
     println!("test: {}", opts.test.name());
-    kscenario::run(opts.test)
+    kscenario::run(opts)
         .or_else(|| crate::services::run(opts.test, platform.store))
         .or_else(|| crate::channels::run_test(opts.test, platform.store))
         .unwrap_or_else(|| scenario::run(opts.test, &mut KernelEnv))

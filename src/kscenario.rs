@@ -1,9 +1,10 @@
 //! Scenarios that need the running kernel (event channels, timers, traps):
 //! `test=timer`, `events`, `evtchn-echo`, `pagefault`, `invalid-op`,
-//! `divide-error`. Console lines: docs/console.md ("Events and time").
+//! `divide-error`, `soak`. Console lines: docs/console.md ("Events and time").
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::cmdline::Options;
 use crate::event::{self, DOMID_SELF};
 use crate::hypercall::{Errno, EvtchnState};
 use crate::println;
@@ -12,9 +13,10 @@ use crate::scenario::{Test, Verdict};
 use crate::time::{self, DateTime, Ms, NS_PER_MS, NS_PER_SEC};
 
 /// Run `test` if it is one of ours.
-pub fn run(test: Test) -> Option<Verdict> {
-    Some(match test {
+pub fn run(opts: Options) -> Option<Verdict> {
+    Some(match opts.test {
         Test::Timer => timer(),
+        Test::Soak => report(soak(opts.secs.unwrap_or(SOAK_DEFAULT_SECS))),
         Test::Events => report(events()),
         Test::EvtchnEcho => report(evtchn_echo()),
         Test::PageFault => {
@@ -373,6 +375,98 @@ fn evtchn_echo() -> Result<Verdict, (&'static str, Errno)> {
     event::close(p).map_err(|e| ("close", e))?;
     if extra != 0 || base != 1 {
         println!("evtchn-echo: {extra} unexpected events ({base} before the first ping)");
+        return Ok(Verdict::Failure);
+    }
+    Ok(Verdict::Success)
+}
+
+// ------------------------------------------------------------------- soak
+
+/// `test=soak` without `secs=`.
+const SOAK_DEFAULT_SECS: u32 = 60;
+/// Loopback sends per round (each one is an upcall on the way back from
+/// EVTCHNOP_send).
+const SOAK_BURST: u64 = 200;
+
+static SOAK_CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn soak_count(_port: u32) {
+    SOAK_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Event delivery for `secs` seconds, every way an upcall can arrive:
+/// right after a hypercall (loopback sends), in an idle block
+/// (`time::sleep`: hlt on PVH, SCHEDOP_block on PV) and in SCHEDOP_poll
+/// (woken by VIRQ_TIMER). Every send must reach the handler exactly once.
+/// Progress every 10 s, so a death is placed in time.
+fn soak(secs: u32) -> Result<Verdict, (&'static str, Errno)> {
+    if !event::upcalls_enabled() {
+        println!("soak: no upcall registered");
+        return Ok(Verdict::Failure);
+    }
+    let Some(timer_port) = time::timer_port() else {
+        println!("soak: no timer");
+        return Ok(Verdict::Failure);
+    };
+    let (a, b) = self_channel()?;
+    event::bind(a, soak_count).map_err(|e| ("bind", e))?;
+    println!("soak: {secs} s, loopback port {a} <-> {b}, timer port {timer_port}");
+    let before = event::stats();
+    let t0 = time::now_ns();
+    let end = t0 + u64::from(secs) * NS_PER_SEC;
+    let mut report_at = t0 + 10 * NS_PER_SEC;
+    let (mut sent, mut sleeps, mut polls) = (0u64, 0u64, 0u64);
+    loop {
+        let now = time::now_ns();
+        if now >= end {
+            break;
+        }
+        if now >= report_at {
+            let s = event::stats();
+            println!(
+                "soak: {} s: {sent} sends, {} handler calls, {} upcalls, {sleeps} sleeps, {polls} polls",
+                (now - t0) / NS_PER_SEC,
+                SOAK_CALLS.load(Ordering::SeqCst),
+                s.upcalls - before.upcalls
+            );
+            report_at += 10 * NS_PER_SEC;
+        }
+        for _ in 0..SOAK_BURST {
+            event::send(b).map_err(|e| ("send", e))?;
+            sent += 1;
+        }
+        let want = sent;
+        if !time::wait_for(time::now_ns() + 10 * NS_PER_SEC, || {
+            SOAK_CALLS.load(Ordering::SeqCst) >= want
+        }) {
+            println!(
+                "soak: FAIL: {} handler calls for {sent} sends after 10 s",
+                SOAK_CALLS.load(Ordering::SeqCst)
+            );
+            return Ok(Verdict::Failure);
+        }
+        time::sleep(NS_PER_MS / 2);
+        sleeps += 1;
+        // Poll on the timer port, woken by a timer 0.5 ms out.
+        let wake = time::now_ns() + NS_PER_MS / 2;
+        if let Ok(id) = time::add_wakeup(wake) {
+            event::wait(timer_port, wake + 100 * NS_PER_MS);
+            time::cancel(id);
+            polls += 1;
+        }
+    }
+    let dt = time::now_ns() - t0;
+    let calls = SOAK_CALLS.load(Ordering::SeqCst);
+    let upcalls = event::stats().upcalls - before.upcalls;
+    println!(
+        "soak: done in {} ms: {sent} sends -> {calls} handler calls, {upcalls} upcalls ({} upcalls/s), {sleeps} sleeps, {polls} polls",
+        ms(dt),
+        upcalls * NS_PER_SEC / dt.max(1)
+    );
+    event::close(a).map_err(|e| ("close", e))?;
+    event::close(b).map_err(|e| ("close", e))?;
+    if calls != sent {
+        println!("soak: FAIL: {sent} sends but {calls} handler calls");
         return Ok(Verdict::Failure);
     }
     Ok(Verdict::Success)

@@ -66,7 +66,8 @@ pub fn run(test: Test, env: &mut dyn Env) -> Verdict {
         | Test::EvtchnEcho
         | Test::PageFault
         | Test::InvalidOp
-        | Test::DivideError => Verdict::Error,
+        | Test::DivideError
+        | Test::Soak => Verdict::Error,
         // Need memory, grants and XenStore: run by kernel_main through
         // `services`; reaching here is a bug.
         Test::Xenstore | Test::Grant | Test::Idle | Test::Mm => Verdict::Error,

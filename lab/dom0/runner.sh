@@ -125,6 +125,15 @@ run_one() {
         mark "shutdown $n timeout"
         xl list "$NAME" 2>&1 | tail -n1 | while IFS= read -r l; do echo "XFLAB:note $n xl list at timeout: $l"; done
     fi
+    # A guest that died (reboot = Xen's verdict on an HVM triple fault, crash):
+    # its vCPU state, kept by on_*="preserve", is the first clue.
+    case $reason in
+        1|3)
+            { echo "# xenctx -a $domid"; xenctx -a "$domid" 0 2>&1 | head -n 60
+              echo "# xen-hvmctx $domid"; xen-hvmctx "$domid" 2>&1 | head -n 120
+            } >"$d/vcpuctx.out" 2>&1
+            ;;
+    esac
     xl destroy "$NAME" >"$d/destroy.out" 2>&1
 
     if [ -n "$spid" ]; then
@@ -154,6 +163,7 @@ run_one() {
     sendfile $n console "$log"
     sendfile $n xllog "$xllog"
     [ -f "$d/script.out" ] && sendfile $n scriptout "$d/script.out"
+    [ -f "$d/vcpuctx.out" ] && sendfile $n vcpuctx "$d/vcpuctx.out"
     if [ -d "$d/out" ]; then
         for f in "$d/out"/*; do
             [ -f "$f" ] && sendfile $n out "$f" "${f##*/}"

@@ -676,6 +676,9 @@ pub fn run_suite_with(scenarios: Vec<Scenario>, mut opts: RunOptions) -> Result<
                                 o.out_bytes.insert(f.name, data);
                             }
                             "xlcreate" => o.notes.push(format!("xl create output:\n{text}")),
+                            "vcpuctx" => o
+                                .notes
+                                .push(format!("vCPU state of the dead guest:\n{text}")),
                             _ => {}
                         }
                     }

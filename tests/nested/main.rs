@@ -25,6 +25,7 @@ mod lab_selftest;
 mod peers_loopback;
 mod pv_boot;
 mod services;
+mod soak;
 mod vchan;
 
 /// A scenario module: its name and its scenario list.
@@ -38,6 +39,7 @@ const MODULES: &[Module] = &[
     ("services", services::scenarios),
     ("demo", demo::scenarios),
     ("vchan", vchan::scenarios),
+    ("soak", soak::scenarios),
     ("bench", bench::scenarios),
 ];
 
