@@ -194,12 +194,43 @@ pub fn block_unless(done: impl FnOnce() -> bool) {
         // PVH: sti; hlt is atomic (interrupt shadow), so a callback that
         // became pending after the check above is taken in hlt, not lost;
         // Xen turns hlt into a block. Returns with IF set, handlers run.
-        // SAFETY: sti; hlt only changes IF and waits; not `nomem`, so the
-        // compiler re-reads what handlers changed.
-        unsafe { core::arch::asm!("sti", "hlt", options(nostack)) };
+        pvh_idle();
     } else if hypercall::sched_block().is_err() {
         restore(false);
     }
+}
+
+/// `sti; hlt` (boot/pvh.S `xenfront_pvh_idle`; the upcall steps over the
+/// hlt if an emulator lost the STI shadow, see there).
+#[cfg(target_os = "none")]
+fn pvh_idle() {
+    unsafe extern "C" {
+        fn xenfront_pvh_idle();
+    }
+    // SAFETY: `sti; hlt; ret` touches no memory and no register but IF;
+    // an opaque call, so the compiler re-reads what handlers changed.
+    unsafe { xenfront_pvh_idle() }
+}
+
+#[cfg(not(target_os = "none"))]
+fn pvh_idle() {
+    unreachable!("PVH idle outside the kernel")
+}
+
+/// Upcalls that arrived with RIP *at* the idle `hlt` (the STI shadow was
+/// lost, see boot/pvh.S) and were stepped over it. Never happens on
+/// hardware; counted so that tests can show it.
+static STATS_IDLE_SKIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the PVH upcall entry with the interrupted RIP: true if it is
+/// `hlt_addr` (the idle hlt), i.e. the upcall came *before* the hlt ran; the
+/// caller then resumes after the hlt instead of sleeping in it.
+pub fn upcall_at_idle_hlt(rip: u64, hlt_addr: u64) -> bool {
+    let hit = rip == hlt_addr;
+    if hit {
+        STATS_IDLE_SKIPS.fetch_add(1, Ordering::Relaxed);
+    }
+    hit
 }
 
 // ------------------------------------------------------- the pending scan
@@ -346,6 +377,8 @@ pub struct Stats {
     pub reraised: u64,
     /// Pending ports without a handler (cleared and dropped).
     pub unhandled: u64,
+    /// PVH upcalls taken before the idle `hlt` (lost STI shadow, emulator).
+    pub idle_skips: u64,
 }
 
 pub fn stats() -> Stats {
@@ -354,6 +387,7 @@ pub fn stats() -> Stats {
         ports: STATS_PORTS.load(Ordering::Relaxed),
         reraised: STATS_RERAISED.load(Ordering::Relaxed),
         unhandled: STATS_UNHANDLED.load(Ordering::Relaxed),
+        idle_skips: STATS_IDLE_SKIPS.load(Ordering::Relaxed),
     }
 }
 

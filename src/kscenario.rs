@@ -424,10 +424,11 @@ fn soak(secs: u32) -> Result<Verdict, (&'static str, Errno)> {
         if now >= report_at {
             let s = event::stats();
             println!(
-                "soak: {} s: {sent} sends, {} handler calls, {} upcalls, {sleeps} sleeps, {polls} polls",
+                "soak: {} s: {sent} sends, {} handler calls, {} upcalls, {sleeps} sleeps, {polls} polls, {} idle hlt skips",
                 (now - t0) / NS_PER_SEC,
                 SOAK_CALLS.load(Ordering::SeqCst),
-                s.upcalls - before.upcalls
+                s.upcalls - before.upcalls,
+                s.idle_skips - before.idle_skips
             );
             report_at += 10 * NS_PER_SEC;
         }
@@ -459,9 +460,10 @@ fn soak(secs: u32) -> Result<Verdict, (&'static str, Errno)> {
     let calls = SOAK_CALLS.load(Ordering::SeqCst);
     let upcalls = event::stats().upcalls - before.upcalls;
     println!(
-        "soak: done in {} ms: {sent} sends -> {calls} handler calls, {upcalls} upcalls ({} upcalls/s), {sleeps} sleeps, {polls} polls",
+        "soak: done in {} ms: {sent} sends -> {calls} handler calls, {upcalls} upcalls ({} upcalls/s), {sleeps} sleeps, {polls} polls, {} idle hlt skips",
         ms(dt),
-        upcalls * NS_PER_SEC / dt.max(1)
+        upcalls * NS_PER_SEC / dt.max(1),
+        event::stats().idle_skips - before.idle_skips
     );
     event::close(a).map_err(|e| ("close", e))?;
     event::close(b).map_err(|e| ("close", e))?;

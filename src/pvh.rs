@@ -61,6 +61,8 @@ unsafe extern "C" {
     static mut __boot_stack_bottom: u64;
     /// Boot PML4 built by `_pvh_start` (boot/pvh.S).
     static mut pvh_pml4: PageTable;
+    /// The `hlt` of `xenfront_pvh_idle` (boot/pvh.S).
+    static xenfront_pvh_idle_hlt: u8;
 
     fn xenfront_pvh_callback();
     fn xenfront_pvh_trap_divide();
@@ -434,6 +436,10 @@ extern "C" fn xenfront_pvh_upcall(frame: &mut TrapFrame) {
             "boot stack overflow (canary at {:#x} overwritten) at rip={:#x} rsp={:#x}",
             &raw const __boot_stack_bottom as u64, frame.rip, frame.rsp
         ));
+    }
+    let hlt = &raw const xenfront_pvh_idle_hlt as u64;
+    if event::upcall_at_idle_hlt(frame.rip, hlt) {
+        frame.rip += 1; // `hlt` is one byte (f4): resume at the `ret`
     }
     event::upcall();
 }

@@ -125,10 +125,10 @@ run_one() {
         mark "shutdown $n timeout"
         xl list "$NAME" 2>&1 | tail -n1 | while IFS= read -r l; do echo "XFLAB:note $n xl list at timeout: $l"; done
     fi
-    # A guest that died (reboot = Xen's verdict on an HVM triple fault, crash):
-    # its vCPU state, kept by on_*="preserve", is the first clue.
-    case $reason in
-        1|3)
+    # A guest that died (reboot = Xen's verdict on an HVM triple fault, crash) or
+    # hangs: its vCPU state (kept by on_*="preserve") is the first clue.
+    case ${reason:-timeout} in
+        1|3|timeout)
             { echo "# xenctx -a $domid"; xenctx -a "$domid" 0 2>&1 | head -n 60
               echo "# xen-hvmctx $domid"; xen-hvmctx "$domid" 2>&1 | head -n 120
             } >"$d/vcpuctx.out" 2>&1

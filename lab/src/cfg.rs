@@ -323,6 +323,30 @@ pub fn rewrite(
     }
 }
 
+/// pCPU the lab pins HVM/PVH guests to (`cpus=`), unless their config pins them itself.
+///
+/// Why: under QEMU TCG's emulated SVM, an HVM/PVH vCPU that Xen runs on pCPU 0 is now and
+/// then entered with Xen's *own* register state (RIP just past Xen's `vmrun`, Xen's CS,
+/// stack, CR3, GDT and IDT — read back with `xen-hvmctx` from the dead guest), takes a
+/// fault on its first instruction and dies with "Triple fault". Seen with xenfront and with
+/// Debian's Linux as PVH guests, under QEMU 7.2 and 10.0; never on pCPU 1 (docs/lab.md,
+/// "PVH guests and pCPU 0"). `XF_LAB_HVM_CPUS` overrides it; `any` turns the pin off.
+pub const HVM_PCPU: &str = "1";
+
+/// The `cpus = "..."` line to add to an HVM/PVH guest's config (`type` pvh or hvm, no
+/// `cpus` of its own), or None. `pin` is the pCPU list, `any` or empty for no pin.
+pub fn hvm_pin(stmts: &[Stmt], pin: &str) -> Option<String> {
+    let ty = stmts
+        .iter()
+        .rev()
+        .find(|s| s.key == "type")
+        .map(|s| unquote(&s.value));
+    let hvm = matches!(ty.as_deref(), Some("pvh" | "hvm"));
+    let pinned = stmts.iter().any(|s| s.key == "cpus");
+    let pin = pin.trim();
+    (hvm && !pinned && !pin.is_empty() && pin != "any").then(|| format!("cpus = {}", quote(pin)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +361,22 @@ mod tests {
         assert!(r.text.contains("extra = \"console=hvc0 foo=1\""));
         assert!(r.text.contains("on_crash = \"preserve\""));
         assert!(unknown_keys(&parse("bogus_key = 1").unwrap()) == ["bogus_key"]);
+    }
+
+    #[test]
+    fn hvm_guests_are_pinned() {
+        let pvh = parse("type = \"pvh\"\nmemory = 32\n").unwrap();
+        assert_eq!(hvm_pin(&pvh, "1").as_deref(), Some("cpus = \"1\""));
+        assert_eq!(hvm_pin(&pvh, "any"), None);
+        assert_eq!(hvm_pin(&pvh, ""), None);
+        let own = parse("type = \"pvh\"\ncpus = \"0\"\n").unwrap();
+        assert_eq!(hvm_pin(&own, "1"), None, "a config's own cpus= wins");
+        let pv = parse("type = \"pv\"\n").unwrap();
+        assert_eq!(hvm_pin(&pv, "1"), None);
+        assert_eq!(hvm_pin(&parse("memory = 32\n").unwrap(), "1"), None);
+        assert_eq!(
+            hvm_pin(&parse("type = 'hvm'\n").unwrap(), "1").as_deref(),
+            Some("cpus = \"1\"")
+        );
     }
 }

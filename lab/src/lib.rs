@@ -82,11 +82,6 @@ pub struct Expect {
     /// reported with this reason as `TOLERATED` and does not fail the run. Lab faults
     /// still do. Never used for xenfront scenarios.
     pub tolerate: Option<String>,
-    /// An open, tracked bug: if Xen reports a *triple fault* for this guest, its
-    /// failures are reported as `KNOWN-BUG` (loudly, with this reason) instead of
-    /// failing the run. Any other failure still fails. Used for xenfront's PVH
-    /// twins while the rare PVH triple fault under QEMU TCG is investigated.
-    pub known_triple_fault: Option<String>,
 }
 
 pub type Check = Box<dyn Fn(&Outcome) -> Result<(), String> + Send + Sync>;
@@ -187,11 +182,6 @@ impl Scenario {
         self.expect.script_status = Some(s);
         self
     }
-    /// See [`Expect::known_triple_fault`].
-    pub fn known_triple_fault(mut self, why: impl Into<String>) -> Self {
-        self.expect.known_triple_fault = Some(why.into());
-        self
-    }
     /// See [`Expect::tolerate`]: for third-party baselines only.
     pub fn tolerate_failure(mut self, why: impl Into<String>) -> Self {
         self.expect.tolerate = Some(why.into());
@@ -262,6 +252,12 @@ pub struct Outcome {
     pub tolerated: Vec<String>,
     /// Xen logged a triple fault for this guest while the scenario ran.
     pub triple_fault: bool,
+    /// `xenctx`/`xen-hvmctx` output for a guest that died or hung (empty otherwise).
+    pub vcpu_state: String,
+    /// The emulated CPU entered the guest with Xen's own host state (Xen's RIP and CS
+    /// in the guest's saved vCPU state; docs/lab.md): the evidence line. The scenario's failures are then
+    /// reported as `EMULATOR-FAULT`, not as xenfront's.
+    pub emulator_fault: Option<String>,
     /// Informational lines from the runner.
     pub notes: Vec<String>,
     /// Host wall time of the scenario (begin → end lines on the serial).
@@ -277,10 +273,10 @@ impl Outcome {
             "LAB-FAULT"
         } else if !self.failures.is_empty() {
             "FAIL"
+        } else if self.emulator_fault.is_some() {
+            "EMULATOR-FAULT"
         } else if self.expected_failure.is_some() {
             "ok (xfail)"
-        } else if self.tolerated.iter().any(|t| t.starts_with("KNOWN BUG")) {
-            "KNOWN-BUG"
         } else if !self.tolerated.is_empty() {
             "TOLERATED"
         } else {

@@ -54,22 +54,10 @@ impl Mode {
     /// Scenario `<mode>-<name>`: the xenfront ELF with this mode's config,
     /// 60 s timeout, banner marker.
     pub fn scenario(self, name: &str) -> Scenario {
-        let s = Scenario::new(format!("{}-{name}", self.name()), kernel(), self.config())
+        Scenario::new(format!("{}-{name}", self.name()), kernel(), self.config())
             .timeout_secs(60)
-            .marker(self.banner());
-        match self {
-            Mode::Pv => s,
-            Mode::Pvh => pvh_known_bug(s),
-        }
+            .marker(self.banner())
     }
-}
-
-/// The open PVH bug (docs/protocols.md, "PVH triple fault"): now and then,
-/// at a random point, Xen reports a triple fault for a PVH xenfront guest
-/// under this QEMU-TCG lab (Debian's Linux PVH shows the same). Such a run is
-/// reported as KNOWN-BUG instead of failing CI; every other failure fails.
-pub fn pvh_known_bug(s: Scenario) -> Scenario {
-    s.known_triple_fault("open bug: rare PVH triple fault under QEMU TCG (docs/protocols.md)")
 }
 
 /// The same scenario for every mode, PV first.
@@ -94,7 +82,6 @@ pub fn pvh_twin(mut s: Scenario) -> Option<Scenario> {
     let rest = s.name.strip_prefix("pv-").unwrap_or(&s.name);
     s.name = format!("pvh-{rest}");
     s.config = Mode::Pvh.config();
-    let mut s = pvh_known_bug(s);
     for m in &mut s.expect.markers {
         if *m == Mode::Pv.banner() {
             *m = Mode::Pvh.banner();

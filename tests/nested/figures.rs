@@ -27,6 +27,12 @@ const ROWS: &[Row] = &[
         unit: "upcalls/s",
     },
     Row {
+        label: "upcalls/s sustained (soak, sends+blocks+polls)",
+        scenarios: ["pv-soak", "pvh-soak", ""],
+        line: "soak: done in ",
+        unit: "upcalls/s",
+    },
+    Row {
         label: "evtchn round trips/s with Dom0",
         scenarios: ["pv-events-echo", "pvh-events-echo", ""],
         line: "evtchn-echo: ",

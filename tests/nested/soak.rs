@@ -23,10 +23,11 @@ fn numbers(s: &str) -> Vec<u64> {
 }
 
 fn check(o: &Outcome) -> Result<(), String> {
-    // "soak: done in T ms: S sends -> C handler calls, U upcalls (R upcalls/s), Z sleeps, P polls"
+    // "soak: done in T ms: S sends -> C handler calls, U upcalls (R upcalls/s),
+    //  Z sleeps, P polls, K idle hlt skips"
     let l = line(o, "soak: done in ")?;
     let n = numbers(l);
-    let [ms, sent, calls, upcalls, _rate, sleeps, polls] = n[..] else {
+    let [ms, sent, calls, upcalls, _rate, sleeps, polls, _skips] = n[..] else {
         return Err(format!("unexpected soak line {l:?}"));
     };
     if sent == 0 || calls != sent || upcalls < calls / 2 || sleeps == 0 || polls == 0 {
@@ -56,6 +57,16 @@ pub fn scenarios() -> Vec<Scenario> {
                 soak(Mode::Pvh, &format!("soak-pin{cpu}")).config_line(format!("cpus = \"{cpu}\"")),
             );
         }
+    }
+    // Experiment: XF_LINUX_PVH_REPEAT=N adds N runs of Debian's Linux as PVH.
+    let n: usize = std::env::var("XF_LINUX_PVH_REPEAT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for i in 0..n {
+        let mut s = lab::baseline::linux_pvh();
+        s.name = format!("pvh-soak-linux{i}");
+        v.push(s);
     }
     v
 }

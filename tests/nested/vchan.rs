@@ -31,8 +31,7 @@ use crate::common::{lines, out, peer, root, Mode};
 /// Connections in the server scenario (the first one carries 16 MiB).
 const SERVER_ROUNDS: u32 = 3;
 /// Proxy kill/restart cycles in the client scenario (issue 8 asks for 100;
-/// ~0.6 s each on an idle lab). The PVH twin may hit the open PVH triple
-/// fault (docs/protocols.md), which the lab reports as KNOWN-BUG.
+/// ~0.6 s each on an idle lab).
 pub const CLIENT_ROUNDS: u32 = 100;
 /// Seconds per cycle on a loaded lab (0.6 s idle, 3.8 s seen loaded).
 const CLIENT_CYCLE_SECS: u64 = 4;
