@@ -217,10 +217,10 @@ xenfront_pvh_callback:
  * Idle until the next interrupt: `sti; hlt`. The STI shadow makes the pair
  * atomic on hardware (an upcall that became pending with IF clear is taken
  * *in* hlt, and hlt returns). QEMU TCG's emulated SVM can lose that shadow
- * when a vmexit lands between the two (docs/boot.md, "PVH idle"): the
- * upcall is then delivered with RIP at the hlt, and the hlt would sleep
- * past the event it was waiting for. xenfront_pvh_upcall steps RIP over the
- * hlt in that case, so the caller re-checks instead.
+ * when a vmexit lands between the two (docs/boot.md, "PVH idle and the two
+ * emulator faults"): the upcall is then delivered with RIP at the hlt, and
+ * the hlt would sleep past the event it was waiting for. xenfront_pvh_upcall
+ * steps RIP over the hlt in that case, so the caller re-checks instead.
  */
     .globl xenfront_pvh_idle
     .type xenfront_pvh_idle, @function

@@ -150,10 +150,12 @@ extern "C" fn xenfront_pv_upcall(_frame: &mut TrapFrame) {
     event::upcall();
 }
 
-fn exception_name(vector: u64) -> &'static str {
+/// What the CPU calls `vector` (PV and PVH fatal reports).
+pub fn exception_name(vector: u64) -> &'static str {
     match vector {
         0 => "divide error",
         1 => "debug",
+        2 => "NMI",
         3 => "breakpoint",
         4 => "overflow",
         5 => "bound range exceeded",
@@ -169,7 +171,7 @@ fn exception_name(vector: u64) -> &'static str {
         17 => "alignment check",
         18 => "machine check",
         19 => "SIMD floating-point error",
-        _ => "unknown exception",
+        _ => "unexpected interrupt",
     }
 }
 

@@ -379,34 +379,10 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-fn exception_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "divide error",
-        1 => "debug",
-        2 => "NMI",
-        3 => "breakpoint",
-        4 => "overflow",
-        5 => "bound range exceeded",
-        6 => "invalid opcode",
-        7 => "device not available",
-        8 => "double fault",
-        10 => "invalid TSS",
-        11 => "segment not present",
-        12 => "stack-segment fault",
-        13 => "general protection",
-        14 => "page fault",
-        16 => "x87 floating-point error",
-        17 => "alignment check",
-        18 => "machine check",
-        19 => "SIMD floating-point error",
-        _ => "unexpected interrupt",
-    }
-}
-
 /// Rust side of every exception stub. Never returns.
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pvh_trap(frame: &TrapFrame) -> ! {
-    let name = exception_name(frame.vector);
+    let name = crate::pv_entry::exception_name(frame.vector);
     if frame.vector == 8 {
         fatal(format_args!(
             "{name} at rip={:#x} (err={:#x}, rsp={:#x})",
