@@ -18,42 +18,7 @@
  * none.
  */
 
-/* Push the 15 general purpose registers; rax ends up highest. */
-.macro SAVE_ALL
-    push    %rax
-    push    %rbx
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %rbp
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
-    push    %r12
-    push    %r13
-    push    %r14
-    push    %r15
-.endm
-
-.macro RESTORE_ALL
-    pop     %r15
-    pop     %r14
-    pop     %r13
-    pop     %r12
-    pop     %r11
-    pop     %r10
-    pop     %r9
-    pop     %r8
-    pop     %rbp
-    pop     %rdi
-    pop     %rsi
-    pop     %rdx
-    pop     %rcx
-    pop     %rbx
-    pop     %rax
-.endm
+/* SAVE_ALL / RESTORE_ALL: boot/trapframe.S (assembled in front of this file). */
 
     .section .text.pv_entry, "ax", @progbits
     .code64
@@ -158,3 +123,6 @@ xenfront_trap_common:
     call    xenfront_pv_trap        /* never returns */
 1:  ud2
     jmp     1b
+
+.purgem SAVE_ALL
+.purgem RESTORE_ALL

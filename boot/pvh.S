@@ -151,41 +151,7 @@ pvh_pd:
  * frame as the PV stubs: 15 GPRs, vector, error, rip, cs, rflags, rsp, ss
  * (struct TrapFrame in src/pv_entry.rs).
  */
-.macro PVH_SAVE_ALL
-    push    %rax
-    push    %rbx
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %rbp
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
-    push    %r12
-    push    %r13
-    push    %r14
-    push    %r15
-.endm
-
-.macro PVH_RESTORE_ALL
-    pop     %r15
-    pop     %r14
-    pop     %r13
-    pop     %r12
-    pop     %r11
-    pop     %r10
-    pop     %r9
-    pop     %r8
-    pop     %rbp
-    pop     %rdi
-    pop     %rsi
-    pop     %rdx
-    pop     %rcx
-    pop     %rbx
-    pop     %rax
-.endm
+/* SAVE_ALL / RESTORE_ALL: boot/trapframe.S (assembled in front of this file). */
 
     .section .text.pvh_entry, "ax", @progbits
 
@@ -199,7 +165,7 @@ pvh_pd:
 xenfront_pvh_callback:
     pushq   $0                      /* error */
     pushq   $-1                     /* vector: event upcall */
-    PVH_SAVE_ALL
+    SAVE_ALL
     cld                             /* SysV: DF clear (the interrupted code
                                        may be in a backward rep movs);
                                        iretq restores its rflags */
@@ -208,7 +174,7 @@ xenfront_pvh_callback:
     and     $-16, %rsp
     call    xenfront_pvh_upcall
     mov     %rbx, %rsp
-    PVH_RESTORE_ALL
+    RESTORE_ALL
     add     $16, %rsp               /* vector, error */
     iretq
     .size xenfront_pvh_callback, . - xenfront_pvh_callback
@@ -269,7 +235,7 @@ PVH_TRAP_NOERR xenfront_pvh_trap_simd, 19
 PVH_TRAP_NOERR xenfront_pvh_trap_other, 255
 
 .Lpvh_trap_common:
-    PVH_SAVE_ALL
+    SAVE_ALL
     cld
     mov     %rsp, %rdi              /* &TrapFrame */
     and     $-16, %rsp
@@ -278,3 +244,6 @@ PVH_TRAP_NOERR xenfront_pvh_trap_other, 255
     jmp     6b
 
     .code64
+
+.purgem SAVE_ALL
+.purgem RESTORE_ALL

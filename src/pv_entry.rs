@@ -17,7 +17,13 @@ use crate::kernel;
 use crate::print;
 use crate::println;
 
-global_asm!(include_str!("../boot/pv_entry.S"), options(att_syntax));
+global_asm!(
+    concat!(
+        include_str!("../boot/trapframe.S"),
+        include_str!("../boot/pv_entry.S")
+    ),
+    options(att_syntax)
+);
 
 /// Registers as saved by the stubs (SAVE_ALL, then the normalised frame).
 #[repr(C)]

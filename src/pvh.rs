@@ -43,7 +43,13 @@ use crate::print;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::{HvmStartInfo, MemmapEntry, CMDLINE_MAX, HVM_START_MAGIC};
 
-global_asm!(include_str!("../boot/pvh.S"), options(att_syntax));
+global_asm!(
+    concat!(
+        include_str!("../boot/trapframe.S"),
+        include_str!("../boot/pvh.S")
+    ),
+    options(att_syntax)
+);
 
 /// The vector Xen raises for event-channel upcalls
 /// (`HVM_PARAM_CALLBACK_IRQ` = `(2 << 56) | vector`); Linux uses the same.
