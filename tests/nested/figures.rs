@@ -27,7 +27,7 @@ const ROWS: &[Row] = &[
         unit: "upcalls/s",
     },
     Row {
-        label: "upcalls/s sustained (soak, sends+blocks+polls)",
+        label: "upcalls/s sustained (60 s soak)",
         scenarios: ["pv-soak", "pvh-soak", ""],
         line: "soak: done in ",
         unit: "upcalls/s",
