@@ -11,11 +11,11 @@ use linked_list_allocator::Heap;
 use spin::{Mutex, Once};
 
 /// Size of the boot region; zero-initialised .bss, mapped at boot.
-pub const HEAP_SIZE: usize = 2 * 1024 * 1024;
+pub const HEAP_SIZE: usize = 256 * 1024;
 /// Regions the heap can span.
 pub const MAX_REGIONS: usize = 32;
 /// Smallest region requested from the grow hook.
-pub const GROW_MIN: usize = 1024 * 1024;
+pub const GROW_MIN: usize = 256 * 1024;
 
 #[repr(C, align(4096))]
 struct Region([u8; HEAP_SIZE]);

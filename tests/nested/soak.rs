@@ -3,6 +3,11 @@
 //! (default 60). Every send must reach its handler exactly once; the guest
 //! reports progress every 10 s, so a death is placed in time (and the lab
 //! ships the dead vCPU's registers, see docs/lab.md).
+//!
+//! Experiment knobs (docs/lab.md, "PVH guests: the emulator's world-switch
+//! fault"): `XF_SOAK_PIN=0,1` adds PVH soaks pinned to those pCPUs,
+//! `XF_LINUX_PVH_REPEAT=N` adds N runs of Debian's Linux as PVH, and the
+//! lab's `XF_LAB_HVM_CPUS=any` lifts the default pin.
 
 use lab::{Outcome, Scenario, Shutdown};
 
