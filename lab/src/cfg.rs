@@ -328,9 +328,10 @@ pub fn rewrite(
 /// Why: under QEMU TCG's emulated SVM, an HVM/PVH vCPU that Xen runs on pCPU 0 is now and
 /// then entered with Xen's *own* register state (RIP just past Xen's `vmrun`, Xen's CS,
 /// stack, CR3, GDT and IDT — read back with `xen-hvmctx` from the dead guest), takes a
-/// fault on its first instruction and dies with "Triple fault". Seen with xenfront and with
-/// Debian's Linux as PVH guests, under QEMU 7.2 and 10.0; never on pCPU 1 (docs/lab.md,
-/// "PVH guests and pCPU 0"). `XF_LAB_HVM_CPUS` overrides it; `any` turns the pin off.
+/// fault on its first instruction and dies with "Triple fault". Seen under QEMU 7.2 and
+/// 10.0.2 within seconds on pCPU 0, not in soaks of 240 s (7.2) and 600 s (10.0.2) on
+/// pCPU 1 (docs/lab.md, "PVH guests: the emulator's world-switch fault").
+/// `XF_LAB_HVM_CPUS` overrides it; `any` turns the pin off.
 pub const HVM_PCPU: &str = "1";
 
 /// The `cpus = "..."` line to add to an HVM/PVH guest's config (`type` pvh or hvm, no
