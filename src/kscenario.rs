@@ -458,12 +458,13 @@ fn soak(secs: u32) -> Result<Verdict, (&'static str, Errno)> {
     }
     let dt = time::now_ns() - t0;
     let calls = SOAK_CALLS.load(Ordering::SeqCst);
-    let upcalls = event::stats().upcalls - before.upcalls;
+    let after = event::stats();
+    let upcalls = after.upcalls - before.upcalls;
     println!(
         "soak: done in {} ms: {sent} sends -> {calls} handler calls, {upcalls} upcalls ({} upcalls/s), {sleeps} sleeps, {polls} polls, {} idle hlt skips",
         ms(dt),
         upcalls * NS_PER_SEC / dt.max(1),
-        event::stats().idle_skips - before.idle_skips
+        after.idle_skips - before.idle_skips
     );
     event::close(a).map_err(|e| ("close", e))?;
     event::close(b).map_err(|e| ("close", e))?;

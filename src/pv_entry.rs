@@ -25,7 +25,8 @@ global_asm!(
     options(att_syntax)
 );
 
-/// Registers as saved by the stubs (SAVE_ALL, then the normalised frame).
+/// Registers as saved by the PV (boot/pv_entry.S) and PVH (boot/pvh.S) stubs:
+/// SAVE_ALL (boot/trapframe.S), then the normalised frame.
 #[repr(C)]
 #[derive(Debug)]
 pub struct TrapFrame {
@@ -44,12 +45,13 @@ pub struct TrapFrame {
     pub rcx: u64,
     pub rbx: u64,
     pub rax: u64,
-    /// Exception vector, or -1 (as u64) for the event upcall.
+    /// Exception vector, or -1 (as u64) for the event upcall; PVH: 255 for
+    /// any vector without a stub of its own.
     pub vector: u64,
     /// CPU error code, 0 where the exception has none.
     pub error: u64,
     pub rip: u64,
-    /// CS in bits 0-15; the saved upcall mask in bits 32-39.
+    /// CS in bits 0-15; PV: the saved upcall mask in bits 32-39.
     pub cs: u64,
     pub rflags: u64,
     pub rsp: u64,

@@ -40,6 +40,7 @@ use crate::hypercall::{self, hvm_param, AddToPhysmap, Errno, ShutdownReason, DOM
 use crate::kernel;
 use crate::platform::{Platform, MAX_MEMMAP};
 use crate::print;
+use crate::pv_entry::{exception_name, TrapFrame};
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::{HvmStartInfo, MemmapEntry, CMDLINE_MAX, HVM_START_MAGIC};
 
@@ -368,27 +369,10 @@ fn load_idt() {
     idt.load();
 }
 
-/// Registers as saved by the boot/pvh.S stubs (same layout as the PV
-/// stubs' frame): 15 GPRs, vector, error, then the CPU's frame.
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    pub gprs: [u64; 15],
-    /// Exception vector; -1 (as u64) for the upcall, 255 for any other.
-    pub vector: u64,
-    /// CPU error code, 0 where the exception has none.
-    pub error: u64,
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-
 /// Rust side of every exception stub. Never returns.
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pvh_trap(frame: &TrapFrame) -> ! {
-    let name = crate::pv_entry::exception_name(frame.vector);
+    let name = exception_name(frame.vector);
     if frame.vector == 8 {
         fatal(format_args!(
             "{name} at rip={:#x} (err={:#x}, rsp={:#x})",

@@ -255,8 +255,8 @@ pub struct Outcome {
     /// `xenctx`/`xen-hvmctx` output for a guest that died or hung (empty otherwise).
     pub vcpu_state: String,
     /// The emulated CPU entered the guest with Xen's own host state (Xen's RIP and CS
-    /// in the guest's saved vCPU state; docs/lab.md): the evidence line. The scenario's failures are then
-    /// reported as `EMULATOR-FAULT`, not as xenfront's.
+    /// in the guest's saved vCPU state; docs/lab.md): the evidence line. The
+    /// scenario's failures are then reported as `EMULATOR-FAULT`, not as xenfront's.
     pub emulator_fault: Option<String>,
     /// Informational lines from the runner.
     pub notes: Vec<String>,

@@ -851,15 +851,11 @@ const XEN_TEXT: std::ops::Range<u64> = 0xffff_82d0_4000_0000..0xffff_82d0_8000_0
 /// instruction can load either, so this is QEMU's emulated SVM corrupting the guest
 /// (docs/lab.md, "PVH guests: the emulator's world-switch fault"). Returns the evidence.
 pub fn emulator_fault(xenctx: &str) -> Option<String> {
+    // The hex word after `name` (`rip: ffff...`, ` cs: e008\t ss: ...`).
     let field = |name: &str| {
         xenctx.lines().find_map(|l| {
-            let mut w = l.split_whitespace();
-            while let Some(k) = w.next() {
-                if k == name {
-                    return w.next().and_then(|v| u64::from_str_radix(v, 16).ok());
-                }
-            }
-            None
+            let v = l.split_whitespace().skip_while(|k| *k != name).nth(1)?;
+            u64::from_str_radix(v, 16).ok()
         })
     };
     let (rip, cs) = (field("rip:")?, field("cs:")?);
