@@ -141,11 +141,8 @@ mkdir -p proc sys dev run tmp root lab var/log/xen
 cp {init} init; chmod 755 init
 {lib_check}
 find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > {initrd}.tmp
-zcat "$T/x/boot/xen-4.17-amd64.gz" > {xen}.tmp
 cp "$T/x/boot/vmlinuz-$K" {vmlinuz}.tmp
 cp "$T/x/bin/busybox" {busybox}.tmp
-cd /; rm -rf "$T"
-for f in {initrd} {xen} {vmlinuz} {busybox}; do mv "$f.tmp" "$f"; done
 "#,
         tmp = qp(&tmp),
         debs = debs.join(" "),
@@ -154,14 +151,12 @@ for f in {initrd} {xen} {vmlinuz} {busybox}; do mv "$f.tmp" "$f"; done
         init = qp(&util::lab_dir().join("dom0/init")),
         lib_check = lib_check,
         initrd = qp(&a.dom0_initrd),
-        xen = qp(&a.xen),
         vmlinuz = qp(&a.vmlinuz),
         busybox = qp(&a.busybox),
     );
-    if let Err(e) = sh(&script) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    let r = sh(&script).and_then(|_| finish_build(&tmp, &a));
+    let _ = std::fs::remove_dir_all(&tmp);
+    r?;
     let size = std::fs::metadata(&a.dom0_initrd)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -171,6 +166,23 @@ for f in {initrd} {xen} {vmlinuz} {busybox}; do mv "$f.tmp" "$f"; done
         size / 1_000_000
     );
     Ok(a)
+}
+
+/// Gunzip Xen out of the unpacked .debs in `tmp`, then move the four artifacts in place
+/// (each was written as `<path>.tmp`; Xen last, as `prepare` checks all four).
+fn finish_build(tmp: &Path, a: &Artifacts) -> Result<(), LabError> {
+    let gz = tmp.join("x/boot/xen-4.17-amd64.gz");
+    let data = util::io(std::fs::read(&gz), gz.display())?;
+    let (xen, err) = util::gunzip_partial(&data);
+    if let Some(e) = err {
+        return Err(LabError::Setup(format!("gunzip {}: {e}", gz.display())));
+    }
+    let tmp_of = |p: &Path| PathBuf::from(format!("{}.tmp", p.display()));
+    util::io(std::fs::write(tmp_of(&a.xen), xen), a.xen.display())?;
+    for p in [&a.dom0_initrd, &a.vmlinuz, &a.busybox, &a.xen] {
+        util::io(std::fs::rename(tmp_of(p), p), p.display())?;
+    }
+    Ok(())
 }
 
 const GUEST_INIT: &str = r#"#!/bin/busybox sh

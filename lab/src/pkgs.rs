@@ -195,11 +195,8 @@ pub fn fetch_verified() -> Result<Vec<Locked>, LabError> {
             LabError::Setup(format!("{e}\n(a locked version may have left the archive: regenerate with `cargo run -p lab -- lock`)"))
         })?;
     }
-    // One sha256sum call for all files.
-    let files: Vec<String> = lock.iter().map(|l| qp(&dir.join(&l.file))).collect();
-    let sums = sh(&format!("sha256sum {}", files.join(" ")))?;
-    for (l, line) in lock.iter().zip(sums.lines()) {
-        let got = line.split_whitespace().next().unwrap_or("");
+    for l in &lock {
+        let got = util::sha256_file(&dir.join(&l.file))?;
         if got != l.sha256 {
             return Err(LabError::Setup(format!(
                 "sha256 mismatch for {} ({}): lock says {}, file has {}",

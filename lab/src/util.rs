@@ -1,8 +1,10 @@
 //! Small host helpers: paths, shelling out, hashing.
 
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
 
 use crate::LabError;
 
@@ -96,32 +98,30 @@ pub fn qp(p: &Path) -> String {
     q(p.to_string_lossy())
 }
 
+/// Hex sha256 of a file (streamed).
 pub fn sha256_file(p: &Path) -> Result<String, LabError> {
-    let out = sh(&format!("sha256sum {}", qp(p)))?;
-    Ok(out.split_whitespace().next().unwrap_or("").to_string())
+    let mut f = io(std::fs::File::open(p), p.display())?;
+    let mut h = Sha256::new();
+    io(std::io::copy(&mut f, &mut h), p.display())?;
+    Ok(hex(&h.finalize()))
 }
 
+/// Hex sha256 of `data` (never fails; the `Result` is kept for callers).
 pub fn sha256_bytes(data: &[u8]) -> Result<String, LabError> {
-    let mut c = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| LabError::Setup(format!("sha256sum: {e}")))?;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(data)
-        .map_err(|e| LabError::Setup(e.to_string()))?;
-    let o = c
-        .wait_with_output()
-        .map_err(|e| LabError::Setup(e.to_string()))?;
-    Ok(String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string())
+    Ok(sha256_hex(data))
 }
 
+/// Hex sha256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Decode base64, skipping every byte outside the alphabet (line breaks, padding, and
+/// whatever noise a serial line might add: the sha256 check catches the damage).
 pub fn base64_decode(text: &str) -> Vec<u8> {
     fn val(c: u8) -> Option<u32> {
         Some(match c {
@@ -153,53 +153,118 @@ pub fn io<T>(r: std::io::Result<T>, what: impl std::fmt::Display) -> Result<T, L
     r.map_err(|e| LabError::Setup(format!("{what}: {e}")))
 }
 
-/// Make sure the host tools exist; install them with apt as root, else fail clearly.
+/// Host tools the lab shells out to, with the Debian package that has each. Hashing and
+/// gunzip are done in-process (sha2, flate2); `gzip` still compresses the cpio archives.
+pub const HOST_TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("cpio", "cpio"),
+    ("depmod", "kmod"),
+    ("modprobe", "kmod"),
+    ("gzip", "gzip"),
+    ("dpkg-deb", "dpkg"),
+];
+
+/// Make sure the host tools exist; install them with apt as root, else fail clearly,
+/// naming each missing tool and its package.
 pub fn ensure_host_tools() -> Result<(), LabError> {
-    let needed = [
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("cpio", "cpio"),
-        ("depmod", "kmod"),
-        ("modprobe", "kmod"),
-    ];
-    let missing: Vec<&str> = needed
+    let missing: Vec<(&str, &str)> = HOST_TOOLS
         .iter()
         .filter(|(c, _)| !have(c) && !Path::new(&format!("/sbin/{c}")).exists())
-        .map(|(_, p)| *p)
+        .copied()
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let mut pk = missing.clone();
+    let tools: Vec<String> = missing
+        .iter()
+        .map(|(c, p)| format!("{c} (Debian package {p})"))
+        .collect();
+    let mut pk: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
     pk.dedup();
     if !is_root() {
         return Err(LabError::Setup(format!(
-            "missing host packages: {} — not running as root, so the lab cannot install them; run `sudo apt-get install -y {}`",
-            pk.join(" "),
+            "missing host tools: {} — not running as root, so the lab cannot install them; run `sudo apt-get install -y {}`",
+            tools.join(", "),
             pk.join(" ")
         )));
     }
-    eprintln!("lab: installing {} with apt-get", pk.join(" "));
+    eprintln!(
+        "lab: missing host tools: {}; installing {} with apt-get",
+        tools.join(", "),
+        pk.join(" ")
+    );
     sh(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {} >&2 || (apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y {} >&2)", pk.join(" "), pk.join(" ")))?;
     Ok(())
 }
 
-/// Decompress gzip data with the host's `gzip -dc`.
+/// Decompress gzip data (one gzip member, as `gzip -c` writes). A truncated or corrupt
+/// stream gives the bytes decoded up to the damage, like `gzip -dc` did, and an error.
+pub fn gunzip_partial(data: &[u8]) -> (Vec<u8>, Option<std::io::Error>) {
+    let mut out = Vec::new();
+    let e = flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .err();
+    (out, e)
+}
+
+/// Decompress gzip data; what could be decoded even if the stream is damaged (the
+/// callers check a sha256 of the result). Never fails; the `Result` is kept for callers.
 pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, LabError> {
-    let mut c = Command::new("gzip")
-        .arg("-dc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| LabError::Setup(format!("gzip: {e}")))?;
-    let mut stdin = c.stdin.take().unwrap();
-    let owned = data.to_vec();
-    let w = std::thread::spawn(move || {
-        let _ = stdin.write_all(&owned);
-    });
-    let o = c
-        .wait_with_output()
-        .map_err(|e| LabError::Setup(e.to_string()))?;
-    let _ = w.join();
-    Ok(o.stdout)
+    Ok(gunzip_partial(data).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn sha256_known_values() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_bytes(b"abc").unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let p = std::env::temp_dir().join(format!("lab-sha-{}", std::process::id()));
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), sha256_hex(b"abc"));
+        let _ = std::fs::remove_file(&p);
+        assert!(sha256_file(Path::new("/nonexistent/lab-file")).is_err());
+    }
+
+    #[test]
+    fn gunzip_round_trip_and_damage() {
+        let text: Vec<u8> = (0..20000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let z = gz(&text);
+        assert_eq!(gunzip(&z).unwrap(), text);
+        let (all, e) = gunzip_partial(&z);
+        assert!(e.is_none() && all == text);
+        // Cut short: a prefix of the data and an error, like `gzip -dc`.
+        let (part, e) = gunzip_partial(&z[..z.len() / 2]);
+        assert!(e.is_some());
+        assert!(part.len() < text.len() && text.starts_with(&part));
+        // Not gzip at all: nothing, and an error.
+        let (none, e) = gunzip_partial(b"this is not gzip");
+        assert!(none.is_empty() && e.is_some());
+        assert_eq!(gunzip(b"").unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn base64_skips_noise() {
+        assert_eq!(base64_decode("aGVsbG8="), b"hello");
+        assert_eq!(base64_decode("aGVs\nbG8=\r\n"), b"hello");
+        assert_eq!(base64_decode("aGVsbG8gd29ybGQ="), b"hello world");
+        assert_eq!(base64_decode(""), b"");
+        // Bytes outside the alphabet are dropped; the rest still decodes.
+        assert_eq!(base64_decode("aG\u{1b}[*]VsbG8"), b"hello");
+    }
 }
