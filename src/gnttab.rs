@@ -133,6 +133,8 @@ impl fmt::Display for GnttabError {
     }
 }
 
+impl core::error::Error for GnttabError {}
+
 impl From<GrantError> for GnttabError {
     fn from(e: GrantError) -> Self {
         GnttabError::Table(e)

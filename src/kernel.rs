@@ -1,44 +1,69 @@
-//! Boot order after the entry path, shutdown and the panic handler.
+//! Boot order after the entry path, the call into the application,
+//! shutdown and the panic handler.
 //!
 //! Console format (docs/console.md):
 //! ```text
 //! xenfront 0.1.0: booting (pv)
 //! xen: version 4.17.5+72-g01140da4e8
+//! time: VIRQ_TIMER port 3, upcalls on
 //! start_info: magic "xen-3.0-x86_64" nr_pages 8192 flags 0x0
-//! cmdline: "test=hello"
-//! test: hello
-//! Test result: SUCCESS
+//! mm: ...
+//! cmdline: "name=world"
+//! grants: table up, in_use 0 deferred 0 free 503 frames 1/64
 //! ```
+//! then whatever the application prints.
 
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cmdline;
-use crate::drivers::console::ConsoleError;
 use crate::event;
+use crate::gnttab;
 use crate::hypercall::{self, ShutdownReason};
-use crate::kscenario;
 use crate::platform::Platform;
 use crate::print;
 use crate::println;
-use crate::scenario::{self, Verdict};
 use crate::start_info::c_str;
+use crate::store;
 use crate::time;
+
+extern crate alloc;
+
+unsafe extern "Rust" {
+    /// The application's entry, defined by [`crate::main!`] in the
+    /// application crate.
+    safe fn __xenfront_app_main() -> Result<(), crate::Error>;
+}
+
+static BOOT_KIND: spin::Once<&'static str> = spin::Once::new();
+
+/// `"pv"` or `"pvh"`: how Xen started us.
+pub fn boot_kind() -> &'static str {
+    BOOT_KIND.get().copied().unwrap_or("?")
+}
 
 /// Enter the kernel with a platform description; never returns.
 pub fn start(platform: &Platform) -> ! {
+    BOOT_KIND.call_once(|| platform.kind.name());
     if let Some(ring) = platform.console {
         // SAFETY: the entry path found this page in the start-of-day mapping
         // (PV) and nothing else refers to it.
         unsafe { print::init(ring) };
     }
-    let verdict = kernel_main(platform);
-    println!("Test result: {verdict}");
-    finish(ShutdownReason::Poweroff)
+    boot(platform);
+    match __xenfront_app_main() {
+        Ok(()) => finish(ShutdownReason::Poweroff),
+        Err(e) => {
+            println!("error: {e}");
+            finish(ShutdownReason::Crash)
+        }
+    }
 }
 
-/// The kernel proper: banner, options, scenario. Returning powers off.
-pub fn kernel_main(platform: &Platform) -> Verdict {
+/// Brings up the core services in order, printing what it found; a
+/// service the application cannot do without ends the boot with a named
+/// error and a crash.
+fn boot(platform: &Platform) {
     println!(
         "xenfront {}: booting ({})",
         env!("CARGO_PKG_VERSION"),
@@ -68,34 +93,25 @@ pub fn kernel_main(platform: &Platform) -> Verdict {
     }
     print_mm();
     println!("cmdline: {:?}", Bytes(platform.cmdline()));
-    let opts = match cmdline::parse_bytes(platform.cmdline()) {
-        Ok(o) => o,
-        Err(e) => {
-            println!("error: cmdline: {e}");
-            println!("Test result: {}", Verdict::Error);
-            finish(ShutdownReason::Crash);
-        }
-    };
-    println!("test: {}", opts.test.name());
-    kscenario::run(opts)
-        .or_else(|| crate::services::run(opts.test, platform.store))
-        .or_else(|| crate::channels::run_test(opts.test, platform.store))
-        .unwrap_or_else(|| scenario::run(opts.test, &mut KernelEnv))
+    let cmdline = cmdline::as_str(platform.cmdline()).unwrap_or_else(|e| fail("cmdline", e));
+    let opts = cmdline::kernel_options(cmdline).unwrap_or_else(|e| fail("cmdline", e));
+    // The application reads its words for the rest of the kernel's life.
+    crate::app::set_cmdline(alloc::string::String::from(cmdline).leak());
+    if let Some(ms) = opts.xs_timeout_ms {
+        store::set_default_timeout(u64::from(ms) * 1_000_000);
+    }
+    store::init(platform.store).unwrap_or_else(|e| fail("xenstore", e));
+    store::watch_shutdown().unwrap_or_else(|e| fail("xenstore: control/shutdown watch", e));
+    match gnttab::init() {
+        Ok(c) => println!("grants: table up, {c}"),
+        Err(e) => fail("grant table", e),
+    }
 }
 
-/// Scenario environment backed by the PV console.
-struct KernelEnv;
-
-impl scenario::Env for KernelEnv {
-    fn say(&mut self, args: core::fmt::Arguments<'_>) {
-        println!("{args}");
-    }
-    fn read_line(&mut self, buf: &mut [u8], timeout_ns: u64) -> Result<usize, &'static str> {
-        print::read_line(buf, timeout_ns).map_err(|e| match e {
-            ConsoleError::Timeout => "timeout",
-            ConsoleError::BadIndex { .. } => "bad console ring index",
-        })
-    }
+/// A boot step failed: `error: <what>: <why>`, then crash.
+fn fail(what: &str, why: impl core::fmt::Display) -> ! {
+    println!("error: {what}: {why}");
+    finish(ShutdownReason::Crash)
 }
 
 /// `mm: ...` line: what the memory manager set up at boot.

@@ -15,7 +15,6 @@ use crate::event;
 use crate::hypercall::{self, Errno, ShutdownReason, TrapInfo, FLAT_KERNEL_CS};
 use crate::kernel;
 use crate::print;
-use crate::println;
 
 global_asm!(
     concat!(
@@ -230,40 +229,4 @@ pub fn fatal(what: core::fmt::Arguments<'_>) -> ! {
     unsafe { print::force_unlock() };
     println!("fatal: {what}");
     kernel::finish(ShutdownReason::Crash)
-}
-
-/// Deliberate faults for the `test=` scenarios that prove the trap path.
-pub mod trigger {
-    /// An address beyond everything the kernel maps (the start-of-day
-    /// region is a few MiB at VA 0).
-    pub const UNMAPPED: u64 = 0xdead_0000;
-
-    /// Read [`UNMAPPED`]: #PF with cr2 = UNMAPPED.
-    pub fn page_fault() -> u64 {
-        // SAFETY: not sound as a memory access, on purpose: the address is
-        // not mapped, so the read faults and the #PF handler shuts down; the
-        // value is never produced.
-        unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) }
-    }
-
-    /// `ud2`: #UD.
-    pub fn invalid_opcode() {
-        // SAFETY: ud2 raises #UD, whose handler never returns.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
-    }
-
-    /// `div` by zero: #DE (Rust's `/` would panic before dividing).
-    pub fn divide_error() {
-        // SAFETY: divides by zero on purpose; the #DE handler never returns.
-        // rax/rdx are declared clobbered.
-        unsafe {
-            core::arch::asm!(
-                "xor edx, edx",
-                "xor ecx, ecx",
-                "div ecx",
-                out("eax") _, out("edx") _, out("ecx") _,
-                options(nomem, nostack)
-            )
-        }
-    }
 }

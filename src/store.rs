@@ -25,6 +25,15 @@ use crate::xenstore::{Error, TxId, WatchEvent, XenStore, XsError, XsTransport};
 /// Default limit for one wait for xenstored (the nested lab is slow).
 pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;
 
+/// The wait limit [`init`] starts with (kernel option `xf.xs-timeout`).
+static INIT_TIMEOUT_NS: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(DEFAULT_TIMEOUT_NS);
+
+/// Sets the wait limit the client starts with (before [`init`]).
+pub fn set_default_timeout(ns: u64) {
+    INIT_TIMEOUT_NS.store(ns, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Event-channel transport of the store ring.
 pub struct EvtchnTransport {
     port: u32,
@@ -79,6 +88,8 @@ impl fmt::Display for StoreError {
     }
 }
 
+impl core::error::Error for StoreError {}
+
 impl From<Error> for StoreError {
     fn from(e: Error) -> Self {
         StoreError::Xs(e)
@@ -96,7 +107,7 @@ pub fn init(ring: Option<RingPage>) -> Result<(), StoreError> {
         let mem = unsafe { SharedMem::from_raw(ring.va as *mut u8, PAGE_SIZE) };
         let t = EvtchnTransport {
             port: ring.port,
-            timeout_ns: DEFAULT_TIMEOUT_NS,
+            timeout_ns: INIT_TIMEOUT_NS.load(core::sync::atomic::Ordering::Relaxed),
             notifies: 0,
             waits: 0,
         };
@@ -113,6 +124,11 @@ pub fn with<R>(f: impl FnOnce(&mut Client) -> Result<R, Error>) -> Result<R, Sto
     Ok(f(c)?)
 }
 
+/// The store ring's event channel, once connected.
+pub fn port() -> Option<u32> {
+    STORE.lock().as_ref().map(|c| c.transport().port)
+}
+
 /// Set the limit of each wait for xenstored.
 pub fn set_timeout(ns: u64) {
     if let Some(c) = STORE.lock().as_mut() {
@@ -120,25 +136,144 @@ pub fn set_timeout(ns: u64) {
     }
 }
 
+// ------------------------------------------------------- application calls
+//
+// Paths are absolute (`/local/domain/0/...`) or relative to this domain's
+// home (`/local/domain/<domid>/`). Each call is one request with the
+// client's timeout; [`transaction`] retries its body on `EAGAIN`.
+
+/// `READ`: the raw value of `path`.
+pub fn read(path: &str) -> Result<alloc::vec::Vec<u8>, StoreError> {
+    with(|c| c.read(TxId::NONE, path))
+}
+
+/// `READ` of a UTF-8 value.
+pub fn read_string(path: &str) -> Result<alloc::string::String, StoreError> {
+    with(|c| c.read_string(TxId::NONE, path))
+}
+
+/// `READ` of a decimal number; a value that is not one is an error that
+/// names it.
+pub fn read_u64(path: &str) -> Result<u64, StoreError> {
+    with(|c| c.read_u64(TxId::NONE, path))
+}
+
+/// `WRITE`: set `path` to `value` (creating it and missing parents).
+pub fn write(path: &str, value: &[u8]) -> Result<(), StoreError> {
+    with(|c| c.write(TxId::NONE, path, value))
+}
+
+/// `RM`: remove `path` and everything below it.
+pub fn rm(path: &str) -> Result<(), StoreError> {
+    with(|c| c.rm(TxId::NONE, path))
+}
+
+/// `DIRECTORY`: the names of `path`'s children.
+pub fn list(path: &str) -> Result<alloc::vec::Vec<alloc::string::String>, StoreError> {
+    with(|c| c.directory(TxId::NONE, path))
+}
+
+/// Runs `body` in a transaction, redoing it when xenstored answers
+/// `EAGAIN` (another writer got there first), up to
+/// [`crate::xenstore::MAX_TRANSACTION_RETRIES`] times.
+pub fn transaction<R>(
+    body: impl FnMut(&mut Client, TxId) -> Result<R, Error>,
+) -> Result<R, StoreError> {
+    with(|c| c.transaction(body))
+}
+
+/// Writes every `(path, value)` and gives each the permissions `perms`, in
+/// one transaction: a peer watching the directory sees all keys or none.
+pub fn publish(
+    entries: &[(&str, &[u8])],
+    perms: &[crate::xenstore::Perm],
+) -> Result<(), StoreError> {
+    transaction(|c, tx| {
+        for (k, v) in entries {
+            c.write(tx, k, v)?;
+            if !perms.is_empty() {
+                c.set_perms(tx, k, perms)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A XenStore watch of this guest; removed when dropped.
+pub struct Watch {
+    path: alloc::string::String,
+    token: alloc::string::String,
+}
+
+static NEXT_WATCH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+impl Watch {
+    /// Watches `path` and everything below it. xenstored fires once at
+    /// once (so nothing that happened before is missed), then on each
+    /// change.
+    pub fn new(path: &str) -> Result<Watch, StoreError> {
+        let n = NEXT_WATCH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let w = Watch {
+            path: alloc::string::String::from(path),
+            token: alloc::format!("xf-app-{n}"),
+        };
+        with(|c| c.watch(&w.path, &w.token))?;
+        Ok(w)
+    }
+
+    /// The next change below the watched path (the path that changed), or
+    /// `None` once `deadline_ns` ([`time::now_ns`] scale) has passed.
+    pub fn next(&mut self, deadline_ns: u64) -> Result<Option<alloc::string::String>, StoreError> {
+        loop {
+            let ev = with(|c| c.take_watch_event(&self.token))?;
+            if let Some(ev) = ev {
+                return Ok(Some(ev.path));
+            }
+            if time::now_ns() >= deadline_ns {
+                return Ok(None);
+            }
+            match port() {
+                Some(p) => {
+                    event::wait(p, deadline_ns);
+                    event::clear_pending(p);
+                }
+                None => return Err(StoreError::NotInitialised),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = with(|c| c.unwatch(&self.path, &self.token));
+        let _ = with(|c| c.take_watch_events(&self.token));
+    }
+}
+
 // ---------------------------------------------------------- control/shutdown
 
 const SHUTDOWN_PATH: &str = "control/shutdown";
-const SHUTDOWN_TOKEN: &str = "xf-control-shutdown";
+/// Token of the kernel's `control/shutdown` watch.
+pub const SHUTDOWN_TOKEN: &str = "xf-control-shutdown";
 
 /// A `control/shutdown` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownRequest {
+    /// `poweroff` or `halt` (`xl shutdown`).
     Poweroff,
+    /// `reboot` (`xl reboot`).
     Reboot,
 }
 
 impl ShutdownRequest {
+    /// The `SCHEDOP_shutdown` reason that carries out the request.
     pub fn reason(self) -> ShutdownReason {
         match self {
             ShutdownRequest::Poweroff => ShutdownReason::Poweroff,
             ShutdownRequest::Reboot => ShutdownReason::Reboot,
         }
     }
+    /// `poweroff` / `reboot`.
     pub fn name(self) -> &'static str {
         match self {
             ShutdownRequest::Poweroff => "poweroff",
@@ -237,6 +372,8 @@ impl fmt::Display for ShutdownError {
         }
     }
 }
+
+impl core::error::Error for ShutdownError {}
 
 /// What [`next_event`] saw.
 #[derive(Debug)]

@@ -227,6 +227,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl core::error::Error for Error {}
+
 /// `struct xsd_sockmsg`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -994,6 +996,32 @@ impl<T: XsTransport> XenStore<T> {
             }
         }
         Ok(self.events.pop_front())
+    }
+
+    /// Removes every queued or already-arrived watch event of `token`,
+    /// without blocking; returns how many there were. Other events stay
+    /// queued in order.
+    pub fn take_watch_events(&mut self, token: &str) -> Result<usize, Error> {
+        if let Some(m) = self.pump()? {
+            // No request is outstanding, so no reply may arrive.
+            return Err(Error::UnknownReqId(m.req_id));
+        }
+        let before = self.events.len();
+        self.events.retain(|ev| ev.token != token);
+        Ok(before - self.events.len())
+    }
+
+    /// The oldest queued or already-arrived watch event of `token`, without
+    /// blocking. Other events stay queued in order.
+    pub fn take_watch_event(&mut self, token: &str) -> Result<Option<WatchEvent>, Error> {
+        if let Some(m) = self.pump()? {
+            // No request is outstanding, so no reply may arrive.
+            return Err(Error::UnknownReqId(m.req_id));
+        }
+        match self.events.iter().position(|ev| ev.token == token) {
+            Some(i) => Ok(self.events.remove(i)),
+            None => Ok(None),
+        }
     }
 
     /// Blocks (via the transport) until a watch event is available.

@@ -2,14 +2,15 @@
 //! PT_NOTE segments, cross-checked with `readelf -n`) and the program headers
 //! (p_vaddr == p_paddr, linked at 1 MiB). Prints the image size figures.
 //!
-//! Uses target/x86_64-unknown-none/release/xenfront. If it is missing, builds
+//! Uses the test kernel, target/x86_64-unknown-none/release/xenfront-test
+//! (every image carries the same notes: they come with the library). If it is missing, builds
 //! it into target/elf-test (another target dir, so the nested cargo does not
 //! wait for the build-directory lock held by this `cargo test`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNEL: &str = "target/x86_64-unknown-none/release/xenfront";
+const KERNEL: &str = "target/x86_64-unknown-none/release/xenfront-test";
 
 fn kernel() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -27,7 +28,7 @@ fn kernel() -> PathBuf {
             "--target",
             "x86_64-unknown-none",
             "-p",
-            "xenfront",
+            "xenfront-test",
         ])
         .arg("--target-dir")
         .arg(&dir)
@@ -37,7 +38,7 @@ fn kernel() -> PathBuf {
         status.success(),
         "kernel build failed; build it with `cargo build --release --target x86_64-unknown-none`"
     );
-    dir.join("x86_64-unknown-none/release/xenfront")
+    dir.join("x86_64-unknown-none/release/xenfront-test")
 }
 
 fn u16le(b: &[u8], o: usize) -> u64 {

@@ -62,6 +62,8 @@ impl fmt::Display for ConsoleError {
     }
 }
 
+impl core::error::Error for ConsoleError {}
+
 /// Bytes in flight between `cons` and `prod` in a ring of `size`, if sane.
 pub fn ring_used(prod: u32, cons: u32, size: u32) -> Result<u32, ConsoleError> {
     let used = prod.wrapping_sub(cons);

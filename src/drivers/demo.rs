@@ -112,6 +112,8 @@ impl fmt::Display for DemoError {
     }
 }
 
+impl core::error::Error for DemoError {}
+
 /// Request number `i` of a run (same shape as xf-ring-front's).
 pub fn nth_request(i: u64) -> (u32, u32) {
     ((i as u32).wrapping_mul(0x9e37_79b9), (i % 7) as u32)

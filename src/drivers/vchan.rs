@@ -153,6 +153,8 @@ impl fmt::Display for VchanError {
     }
 }
 
+impl core::error::Error for VchanError {}
+
 /// What the vchan endpoints need from the kernel (grant table, event
 /// channels, XenStore). The [`Events`] half carries notify/clear/wait/now.
 pub trait VchanEnv: Events {

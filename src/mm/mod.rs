@@ -59,6 +59,8 @@ impl fmt::Display for MmError {
     }
 }
 
+impl core::error::Error for MmError {}
+
 impl From<FrameError> for MmError {
     fn from(e: FrameError) -> Self {
         match e {

@@ -111,7 +111,7 @@ pub fn root() -> PathBuf {
 
 /// The one kernel image both modes boot.
 pub fn kernel() -> PathBuf {
-    root().join("target/x86_64-unknown-none/release/xenfront")
+    root().join("target/x86_64-unknown-none/release/xenfront-test")
 }
 
 /// A Dom0 peer binary (peers/, `cargo build --release -p xen-peers`).

@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn kernel() -> PathBuf {
-    root().join("target/x86_64-unknown-none/release/xenfront")
+    root().join("target/x86_64-unknown-none/release/xenfront-test")
 }
 
 fn pv(name: &str, test: &str) -> Scenario {

@@ -103,7 +103,7 @@ fn boot(mode: Mode) -> Vec<Scenario> {
         mode.scenario("boot-panic")
             .extra("test=panic")
             .marker("test: panic")
-            .marker("panic: test=panic: deliberate panic at src/scenario.rs:")
+            .marker("panic: test=panic: deliberate panic at tests/kernel/src/scenario.rs:")
             .shutdown(Some(Shutdown::Crash))
             .check(|o| {
                 if o.console.contains("Test result:") {

@@ -16,7 +16,7 @@ fn root() -> PathBuf {
 fn pv(name: &str) -> Scenario {
     Scenario::new(
         name,
-        root().join("target/x86_64-unknown-none/release/xenfront"),
+        root().join("target/x86_64-unknown-none/release/xenfront-test"),
         root().join("xl-config/pv.cfg"),
     )
     .timeout_secs(150)

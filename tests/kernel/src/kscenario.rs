@@ -4,38 +4,54 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::cmdline::Options;
-use crate::event::{self, DOMID_SELF};
-use crate::hypercall::{Errno, EvtchnState};
-use crate::println;
-use crate::pv_entry::trigger;
-use crate::scenario::{Test, Verdict};
-use crate::time::{self, DateTime, Ms, NS_PER_MS, NS_PER_SEC};
+use crate::fault;
+use crate::options::Options;
+use crate::scenario::Verdict;
+use xenfront::event::{self, DOMID_SELF};
+use xenfront::hypercall::{Errno, EvtchnState};
+use xenfront::println;
+use xenfront::time::{self, DateTime, Ms, NS_PER_MS, NS_PER_SEC};
 
-/// Run `test` if it is one of ours.
-pub fn run(opts: Options) -> Option<Verdict> {
-    Some(match opts.test {
-        Test::Timer => timer(),
-        Test::Soak => report(soak(opts.secs.unwrap_or(SOAK_DEFAULT_SECS))),
-        Test::Events => report(events()),
-        Test::EvtchnEcho => report(evtchn_echo()),
-        Test::PageFault => {
-            let v = trigger::page_fault();
-            println!("pagefault: read {v:#x}: no fault");
-            Verdict::Failure
-        }
-        Test::InvalidOp => {
-            trigger::invalid_opcode();
-            println!("invalid-op: no fault");
-            Verdict::Failure
-        }
-        Test::DivideError => {
-            trigger::divide_error();
-            println!("divide-error: no fault");
-            Verdict::Failure
-        }
-        _ => return None,
-    })
+/// `test=timer`: concurrent one-shot deadlines, sequential sleeps, the
+/// wall clock.
+pub fn timer_test(_: &Options) -> Verdict {
+    timer()
+}
+
+/// `test=soak secs=N`: event delivery soak.
+pub fn soak_test(o: &Options) -> Verdict {
+    report(soak(o.secs.unwrap_or(SOAK_DEFAULT_SECS)))
+}
+
+/// `test=events`: upcalls through a loopback channel; the starvation bound.
+pub fn events_test(_: &Options) -> Verdict {
+    report(events())
+}
+
+/// `test=evtchn-echo`: event-channel ping-pong with a Dom0 peer.
+pub fn evtchn_echo_test(_: &Options) -> Verdict {
+    report(evtchn_echo())
+}
+
+/// `test=pagefault`: the #PF handler reports and crashes.
+pub fn pagefault_test(_: &Options) -> Verdict {
+    let v = fault::page_fault();
+    println!("pagefault: read {v:#x}: no fault");
+    Verdict::Failure
+}
+
+/// `test=invalid-op`: the #UD handler reports and crashes.
+pub fn invalid_op_test(_: &Options) -> Verdict {
+    fault::invalid_opcode();
+    println!("invalid-op: no fault");
+    Verdict::Failure
+}
+
+/// `test=divide-error`: the #DE handler reports and crashes.
+pub fn divide_error_test(_: &Options) -> Verdict {
+    fault::divide_error();
+    println!("divide-error: no fault");
+    Verdict::Failure
 }
 
 /// A hypercall failure inside a scenario: print it, FAILURE.

@@ -8,43 +8,49 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use xenfront::println;
 
-use crate::event;
-use crate::gnttab::{self, GnttabError, Revoked};
-use crate::grant_table::{GrantError, GrantRef};
-use crate::hypercall::ShutdownReason;
-use crate::kernel;
-use crate::mm;
-use crate::platform::RingPage;
-use crate::scenario::{Test, Verdict};
-use crate::shared::PAGE_SIZE;
-use crate::store::{self, Event, ShutdownError};
-use crate::time;
-use crate::xenstore::{Error, TxId, XsError};
+use crate::options::Options;
+use crate::scenario::Verdict;
+use xenfront::control;
+use xenfront::event;
+use xenfront::gnttab::{self, GnttabError, Revoked};
+use xenfront::grant_table::{GrantError, GrantRef};
+use xenfront::mm;
+use xenfront::shared::PAGE_SIZE;
+use xenfront::store::{self, Event};
+use xenfront::time;
+use xenfront::xenstore::{Error, TxId, XsError};
 
 /// Overall limit for waiting on Dom0 (script start-up in the nested lab
 /// can take many seconds).
 const DOM0_DEADLINE_NS: u64 = 90_000_000_000;
 
-/// Run `test` if it is one of ours (connects the XenStore client first).
-pub fn run(test: Test, store: Option<RingPage>) -> Option<Verdict> {
-    if test == Test::Mm {
-        return Some(verdict(mm_test()));
-    }
-    if !matches!(test, Test::Xenstore | Test::Grant | Test::Idle) {
-        return None;
-    }
-    let r = store::init(store)
-        .map_err(|e| format!("xenstore: {e}"))
-        .and_then(|()| {
-            let port = store.map(|r| r.port).unwrap_or(0);
-            match test {
-                Test::Xenstore => xenstore_test(port),
-                Test::Grant => grant_test(port),
-                _ => idle(port),
-            }
-        });
-    Some(verdict(r))
+/// `test=mm`: every free page allocated and freed, heap growth, the
+/// foreign-mapping window.
+pub fn mm(_: &Options) -> Verdict {
+    verdict(mm_test())
+}
+
+/// `test=xenstore`: read/write/watch with Dom0, a forced transaction
+/// conflict, ENOENT, round trips/s.
+pub fn xenstore(_: &Options) -> Verdict {
+    verdict(xenstore_test(store_port()))
+}
+
+/// `test=grant`: Dom0 maps our page, deferred revoke, exhaustion, ops/s,
+/// mapping a page Dom0 granted us.
+pub fn grant(_: &Options) -> Verdict {
+    verdict(grant_test(store_port()))
+}
+
+/// `test=idle`: print `ready`, then wait for `xl shutdown` / `xl reboot`.
+pub fn idle_test(_: &Options) -> Verdict {
+    verdict(idle())
+}
+
+fn store_port() -> u32 {
+    store::port().unwrap_or(0)
 }
 
 fn verdict(r: Result<(), String>) -> Verdict {
@@ -67,15 +73,15 @@ fn mm_test() -> Result<(), String> {
     println!(
         "mm: {base} free of {} frames, heap {} KiB in {} region(s)",
         mm::nr_frames(),
-        crate::heap::size() / 1024,
-        crate::heap::regions()
+        xenfront::heap::size() / 1024,
+        xenfront::heap::regions()
     );
     // Heap growth first (needs free frames).
-    let big: Vec<u8> = alloc::vec![0x5a; 3 * crate::heap::HEAP_SIZE];
-    let regions = crate::heap::regions();
+    let big: Vec<u8> = alloc::vec![0x5a; 3 * xenfront::heap::HEAP_SIZE];
+    let regions = xenfront::heap::regions();
     println!(
         "mm: heap grew to {} KiB in {regions} region(s) for a {} KiB block",
-        crate::heap::size() / 1024,
+        xenfront::heap::size() / 1024,
         big.len() / 1024
     );
     if regions < 2 || big.iter().any(|&b| b != 0x5a) {
@@ -472,24 +478,14 @@ fn grant_test(port: u32) -> Result<(), String> {
 
 /// `ready`, then idle on the control/shutdown watch (polling deferred grant
 /// reclaim meanwhile) until the toolstack asks for poweroff or reboot.
-fn idle(_port: u32) -> Result<(), String> {
-    store::watch_shutdown().map_err(|e| format!("xenstore: control/shutdown watch: {e}"))?;
+fn idle() -> Result<(), String> {
     println!("ready");
     loop {
         gnttab::poll_deferred();
-        match store::next_event() {
-            Ok(Some(Event::Shutdown(req))) => {
-                println!("shutdown: {} requested", req.name());
-                println!("Test result: {}", Verdict::Success);
-                kernel::finish(req.reason());
-            }
-            Ok(_) => {}
-            Err(ShutdownError::BadValue(v)) => {
-                println!("error: control/shutdown: unsupported value {v}");
-                println!("Test result: {}", Verdict::Error);
-                kernel::finish(ShutdownReason::Crash);
-            }
-            Err(e) => return Err(format!("xenstore: control/shutdown: {e}")),
+        if let Some(req) = control::wait(time::now_ns() + time::NS_PER_SEC) {
+            println!("shutdown: {} requested", req.name());
+            println!("Test result: {}", Verdict::Success);
+            control::obey(req);
         }
     }
 }

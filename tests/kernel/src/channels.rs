@@ -1,8 +1,5 @@
-//! Guest side of the demo-ring and vchan scenarios (guest only): the
-//! Xen implementation of the drivers' traits ([`XenChan`]: event channels,
-//! grant table, XenStore) and the scenario bodies, dispatched from
-//! kernel_main through [`run_test`] (`test=demo-front`, `demo-front-fault`,
-//! `demo-back`, `vchan-server`, `vchan-client`).
+//! The demo-ring and vchan scenarios (`test=demo-front`,
+//! `demo-front-fault`, `demo-back`, `vchan-server`, `vchan-client`).
 //!
 //! Console lines (matched by tests/nested/demo.rs and vchan.rs):
 //! ```text
@@ -22,21 +19,19 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
+use xenfront::println;
 
-use crate::drivers::console::Events;
-use crate::drivers::demo::{BackEnd, DemoBack, DemoError, DemoFront, PeerProbe};
-use crate::drivers::vchan::{EnvError, Vchan, VchanEnv, VchanError};
-use crate::event::{self, XenEvents};
-use crate::gnttab::{self, ForeignMapping, Grant};
-use crate::grant_table::GrantRef;
-use crate::hypercall::EvtchnState;
-use crate::mm;
+use crate::options::Options;
 use crate::scenario::Verdict;
-use crate::shared::SharedMem;
-use crate::store;
-use crate::time;
-use crate::xenstore::{Error, Perm, PermKind, TxId, XsError};
+use xenfront::chan_env::{OfferedPort, XenChan};
+use xenfront::drivers::demo::{BackEnd, DemoBack, DemoError, DemoFront};
+use xenfront::drivers::vchan::{Vchan, VchanEnv, VchanError};
+use xenfront::event::{self};
+use xenfront::gnttab::{self};
+use xenfront::grant_table::GrantRef;
+use xenfront::mm;
+use xenfront::time;
+use xenfront::xenstore::{Perm, PermKind};
 
 /// Dom0's domain id.
 const DOM0: u16 = 0;
@@ -47,181 +42,38 @@ const DOM0_NS: u64 = 90_000_000_000;
 /// No progress for this long → timeout.
 const IDLE_NS: u64 = 30_000_000_000;
 
-/// The kernel's implementation of the driver traits.
-#[derive(Debug, Default)]
-pub struct XenChan;
-
-impl Events for XenChan {
-    fn notify(&self, port: u32) {
-        XenEvents.notify(port)
-    }
-    fn clear(&self, port: u32) {
-        XenEvents.clear(port)
-    }
-    fn wait(&self, port: u32, deadline_ns: u64) {
-        XenEvents.wait(port, deadline_ns)
-    }
-    fn now_ns(&self) -> u64 {
-        time::now_ns()
-    }
+/// `test=demo-front`: guest frontend, `xf-ring-back` in Dom0: all
+/// requests must succeed.
+pub fn demo_front_test(_: &Options) -> Verdict {
+    with_baseline(|| demo_front(false))
 }
 
-impl PeerProbe for XenChan {
-    /// The remote end closed → our port fell back to unbound.
-    fn peer_gone(&self, port: u32) -> bool {
-        !matches!(event::status(port), Ok(EvtchnState::Interdomain { .. }))
-    }
+/// `test=demo-front-fault`: Dom0 misbehaves (`--die-after`, `--bad-id`,
+/// `--bad-index`): a typed disconnect and clean-up is the success.
+pub fn demo_front_fault_test(_: &Options) -> Verdict {
+    with_baseline(|| demo_front(true))
 }
 
-/// [`XenChan`] for a port we offered (`alloc_unbound`): it is unbound
-/// until the peer binds, which is "not connected yet", not "gone". Gone =
-/// seen interdomain once, then no longer.
-#[derive(Debug, Default)]
-struct OfferedPort {
-    seen: core::cell::Cell<bool>,
+/// `test=demo-back`: guest backend, `xf-ring-front` in Dom0.
+pub fn demo_back_test(_: &Options) -> Verdict {
+    with_baseline(demo_back)
 }
 
-impl Events for OfferedPort {
-    fn notify(&self, port: u32) {
-        XenChan.notify(port)
-    }
-    fn clear(&self, port: u32) {
-        XenChan.clear(port)
-    }
-    fn wait(&self, port: u32, deadline_ns: u64) {
-        // Until the peer was seen: probe before every sleep, so a peer that
-        // binds, works and dies between two liveness checks is still seen.
-        if !self.seen.get() {
-            let _ = self.peer_gone(port);
-        }
-        XenChan.wait(port, deadline_ns)
-    }
-    fn now_ns(&self) -> u64 {
-        XenChan.now_ns()
-    }
+/// `test=vchan-server`: guest vchan server (echo), `vchan-socket-proxy`
+/// client in Dom0.
+pub fn vchan_server_test(_: &Options) -> Verdict {
+    with_baseline(|| vchan_rounds().and_then(vchan_server))
 }
 
-impl PeerProbe for OfferedPort {
-    fn peer_gone(&self, port: u32) -> bool {
-        if XenChan.peer_gone(port) {
-            self.seen.get()
-        } else {
-            self.seen.set(true);
-            false
-        }
-    }
+/// `test=vchan-client`: guest vchan client (echo), `vchan-socket-proxy -m
+/// server` in Dom0.
+pub fn vchan_client_test(_: &Options) -> Verdict {
+    with_baseline(|| vchan_rounds().and_then(vchan_client))
 }
 
-fn xs_err(what: &'static str) -> impl Fn(store::StoreError) -> EnvError {
-    move |e| EnvError::new(what, e)
-}
-
-impl VchanEnv for XenChan {
-    type Share = Grant;
-    type Map = ForeignMapping;
-
-    fn self_domid(&mut self) -> Result<u16, EnvError> {
-        let d = store::with(|c| c.read_u64(TxId::NONE, "domid")).map_err(xs_err("read domid"))?;
-        u16::try_from(d).map_err(|_| EnvError::new("read domid", d))
-    }
-
-    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Grant), EnvError> {
-        let page = mm::alloc_shared_page().map_err(|e| EnvError::new("alloc page", e))?;
-        let g = gnttab::grant_page(domid, &page, false).map_err(|e| EnvError::new("grant", e))?;
-        let mem = page.mem();
-        Ok((mem, g.gref().0, g))
-    }
-
-    fn unshare_page(&mut self, g: Grant) {
-        // Still mapped by the peer → parked on the deferred list, freed by
-        // poll_deferred once it unmaps.
-        let _ = gnttab::revoke(g);
-    }
-
-    fn map_page(
-        &mut self,
-        domid: u16,
-        gref: u32,
-        readonly: bool,
-    ) -> Result<(SharedMem, ForeignMapping), EnvError> {
-        let m = gnttab::map_grant(domid, GrantRef(gref), readonly)
-            .map_err(|e| EnvError::new("map_grant_ref", e))?;
-        Ok((m.mem(), m))
-    }
-
-    fn unmap_page(&mut self, m: ForeignMapping) {
-        let _ = gnttab::unmap(m);
-    }
-
-    fn alloc_unbound(&mut self, remote: u16) -> Result<u32, EnvError> {
-        event::alloc_unbound(remote).map_err(|e| EnvError::new("alloc_unbound", e))
-    }
-
-    fn bind_interdomain(&mut self, remote: u16, port: u32) -> Result<u32, EnvError> {
-        event::bind_interdomain(remote, port).map_err(|e| EnvError::new("bind_interdomain", e))
-    }
-
-    fn close_port(&mut self, port: u32) {
-        let _ = event::close(port);
-    }
-
-    fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError> {
-        store::with(|c| {
-            c.transaction(|c, tx| {
-                for (k, v) in entries {
-                    c.write(tx, k, v.as_bytes())?;
-                    c.set_perms(tx, k, perms)?;
-                }
-                Ok(())
-            })
-        })
-        .map_err(xs_err("publish"))
-    }
-
-    fn xs_read(&mut self, path: &str) -> Result<Option<Vec<u8>>, EnvError> {
-        match store::with(|c| c.read(TxId::NONE, path)) {
-            Ok(v) => Ok(Some(v)),
-            Err(store::StoreError::Xs(Error::Xs(XsError::ENOENT | XsError::EACCES))) => Ok(None),
-            Err(e) => Err(EnvError::new("read", e)),
-        }
-    }
-
-    fn xs_rm(&mut self, path: &str) {
-        let _ = store::with(|c| c.rm(TxId::NONE, path));
-    }
-}
-
-/// The scenarios of this module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelTest {
-    /// Guest frontend, `xf-ring-back` in Dom0: all requests must succeed.
-    DemoFront,
-    /// Same, but Dom0 misbehaves (`--die-after`, `--bad-id`,
-    /// `--bad-index`): a typed disconnect + clean-up is the success.
-    DemoFrontFault,
-    /// Guest backend, `xf-ring-front` in Dom0.
-    DemoBack,
-    /// Guest vchan server (echo), `vchan-socket-proxy` client in Dom0.
-    VchanServer,
-    /// Guest vchan client (echo), `vchan-socket-proxy -m server` in Dom0.
-    VchanClient,
-}
-
-impl ChannelTest {
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "demo-front" => ChannelTest::DemoFront,
-            "demo-front-fault" => ChannelTest::DemoFrontFault,
-            "demo-back" => ChannelTest::DemoBack,
-            "vchan-server" => ChannelTest::VchanServer,
-            "vchan-client" => ChannelTest::VchanClient,
-            _ => return None,
-        })
-    }
-}
-
-/// Runs one scenario (the XenStore client must be up).
-pub fn run(t: ChannelTest) -> Verdict {
+/// Runs `body`; SUCCESS only if it succeeded and the grant table is back
+/// at its baseline afterwards.
+fn with_baseline(body: impl FnOnce() -> Result<(), String>) -> Verdict {
     let base = match gnttab::counters() {
         Ok(c) => c.in_use,
         Err(e) => {
@@ -229,13 +81,8 @@ pub fn run(t: ChannelTest) -> Verdict {
             return Verdict::Error;
         }
     };
-    let r = match t {
-        ChannelTest::DemoFront => demo_front(false),
-        ChannelTest::DemoFrontFault => demo_front(true),
-        ChannelTest::DemoBack => demo_back(),
-        ChannelTest::VchanServer => vchan_rounds().and_then(vchan_server),
-        ChannelTest::VchanClient => vchan_rounds().and_then(vchan_client),
-    };
+    println!("grants: in_use {base} (baseline)");
+    let r = body();
     let clean = back_to_baseline(base);
     match (r, clean) {
         (Ok(()), true) => Verdict::Success,
@@ -488,33 +335,4 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// Kernel dispatch: runs `test` if it is one of ours (connects the
-/// XenStore client first).
-pub fn run_test(
-    test: crate::scenario::Test,
-    store_ring: Option<crate::platform::RingPage>,
-) -> Option<Verdict> {
-    use crate::scenario::Test;
-    let t = match test {
-        Test::DemoFront => ChannelTest::DemoFront,
-        Test::DemoFrontFault => ChannelTest::DemoFrontFault,
-        Test::DemoBack => ChannelTest::DemoBack,
-        Test::VchanServer => ChannelTest::VchanServer,
-        Test::VchanClient => ChannelTest::VchanClient,
-        _ => return None,
-    };
-    if let Err(e) = store::init(store_ring) {
-        println!("error: xenstore: {e}");
-        return Some(Verdict::Error);
-    }
-    match gnttab::init() {
-        Ok(c) => println!("grants: table up, in_use {} (baseline)", c.in_use),
-        Err(e) => {
-            println!("error: grant table: {e}");
-            return Some(Verdict::Error);
-        }
-    }
-    Some(run(t))
 }
