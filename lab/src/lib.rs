@@ -6,10 +6,15 @@
 
 pub mod baseline;
 pub mod cfg;
+mod collect;
 pub mod image;
 pub mod pkgs;
+mod qemu;
 mod run;
+mod serial;
+mod stage;
 pub mod util;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::fmt;
