@@ -14,6 +14,9 @@ SCEN=${XF_SCEN:-/scenarios}
 LOGDIR=${XF_LOGDIR:-/var/log/xen}
 TMPD=${XF_TMP:-/tmp}
 DMESG=${XF_DMESG:-dmesg}
+# The helper library of the Dom0 scripts (lab/dom0/lib.sh), shipped next to this file.
+case $0 in */*) LIB=${0%/*} ;; *) LIB=. ;; esac
+LIB=$(cd "$LIB" && pwd)/lib.sh
 
 mark() { echo "XFLAB:$*"; }
 # Milliseconds since Dom0 boot (10 ms resolution), without forking.
@@ -93,8 +96,10 @@ run_one() {
     spid=
     if [ -f "$d/script" ]; then
         mkdir -p "$d/out" "$d/files"
+        # The script runs with lib.sh's helpers already defined ($0 is the script).
         ( cd "$d/out" && DOMID=$domid NAME=$NAME CONSOLE_LOG=$log OUT=$d/out FILES=$d/files \
-              SCENARIO_DIR=$d exec sh "$d/script" ) >"$d/script.out" 2>&1 </dev/null &
+              SCENARIO_DIR=$d XF_LIB=$LIB exec sh -c '. "$XF_LIB" && . "$0"' "$d/script" ) \
+            >"$d/script.out" 2>&1 </dev/null &
         spid=$!
     fi
 

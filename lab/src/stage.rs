@@ -83,7 +83,7 @@ pub fn stage_all(scenarios: Vec<Scenario>, run_dir: &Path) -> Result<Staged, Lab
 }
 
 /// The files of lab/dom0/ shipped with every suite, as `/lab/<name>` in Dom0.
-pub const DOM0_FILES: &[&str] = &["runner.sh"];
+pub const DOM0_FILES: &[&str] = &["runner.sh", "lib.sh"];
 
 /// Write the manifest and the runner into the overlay, pack it and append it to the Dom0
 /// image: `run_dir/initrd.cpio.gz`. The overlay tree is removed.

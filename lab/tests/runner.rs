@@ -79,7 +79,12 @@ fn runner_with_fake_xl() {
     }
     write(
         &scen.join("0/script"),
-        "echo \"script DOMID=$DOMID NAME=$NAME\"; cp \"$FILES/in\" \"$OUT/copy\"; exit 3\n",
+        // lib.sh's helpers are defined, and $XF_LIB names it for child shells.
+        "set -u\necho \"script DOMID=$DOMID NAME=$NAME\"; cp \"$FILES/in\" \"$OUT/copy\"\n\
+         wait_console '^second line' 5\n\
+         echo \"got: $(console_line '^hello from')|\"\n\
+         sh -c '. \"$XF_LIB\"; rand_hex 3' >\"$OUT/hex\"\n\
+         exit 3\n",
     );
     write(&scen.join("0/files/in"), "payload\n");
 
@@ -120,6 +125,12 @@ fn runner_with_fake_xl() {
     );
     assert!(has("XFLAB:t 0 unpause_first_ms "));
     assert!(has("XFLAB:file 0 out 8 0 copy"));
+    assert!(has("XFLAB:file 0 out 6 0 hex"));
+    let script_out = file(&text, 0, "scriptout");
+    assert!(
+        script_out.contains("got: hello from xf0-a|"),
+        "{script_out}"
+    );
     assert!(has("XFLAB:file 0 console "));
     // 1: never prints, never shuts down.
     assert!(has("XFLAB:shutdown 1 timeout"));
@@ -133,23 +144,29 @@ fn runner_with_fake_xl() {
     }
 
     // The console file round-trips: base64 → gunzip → sha256 as announced.
+    assert_eq!(
+        file(&text, 0, "console"),
+        "hello from xf0-a\r\nsecond line\r\n"
+    );
+}
+
+/// The content of the file of `kind` that scenario `n` shipped in `text`, checked
+/// against the announced sha256.
+fn file(text: &str, n: usize, kind: &str) -> String {
     let mut b64 = String::new();
     let mut sum = None;
     let mut inside = false;
     for l in text.lines() {
-        if l.starts_with("XFLAB:file 0 console ") {
+        if l.starts_with(&format!("XFLAB:file {n} {kind} ")) {
             inside = true;
         } else if inside && l.starts_with("XFLAB:b64 ") {
             b64.push_str(&l[10..]);
-        } else if inside && l.starts_with("XFLAB:endfile 0 ") {
+        } else if inside && l.starts_with(&format!("XFLAB:endfile {n} ")) {
             sum = Some(l.split_whitespace().nth(2).unwrap().to_string());
             break;
         }
     }
     let data = lab::util::gunzip(&lab::util::base64_decode(&b64)).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&data),
-        "hello from xf0-a\r\nsecond line\r\n"
-    );
-    assert_eq!(Some(lab::util::sha256_bytes(&data).unwrap()), sum);
+    assert_eq!(Some(lab::util::sha256_bytes(&data).unwrap()), sum, "{kind}");
+    String::from_utf8_lossy(&data).into_owned()
 }

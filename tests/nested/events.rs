@@ -92,11 +92,7 @@ fn check_timer(o: &Outcome) -> Result<(), String> {
 
 /// Records Dom0's clock as soon as the guest printed its wall clock.
 const DATE_SCRIPT: &str = r#"
-i=0
-until grep -q '^wallclock: ' "$CONSOLE_LOG" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 600 ] && { echo "no wallclock line"; exit 1; }
-    usleep 100000
-done
+wait_console '^wallclock: ' 60
 date -u +%s >"$OUT/dom0-date"
 cat "$OUT/dom0-date"
 "#;
@@ -126,11 +122,8 @@ fn check_events(o: &Outcome) -> Result<(), String> {
 
 /// Dom0 side of `test=evtchn-echo`: read the port from the console, echo.
 const ECHO_SCRIPT: &str = r#"
-i=0
-until port=$(sed -n 's/^evtchn: port \([0-9]*\).*/\1/p' "$CONSOLE_LOG" 2>/dev/null | head -n1); [ -n "$port" ]; do
-    i=$((i + 1)); [ $i -gt 600 ] && { echo "guest printed no port"; exit 1; }
-    usleep 100000
-done
+wait_console '^evtchn: port [0-9]+' 60
+port=$(console_line '^evtchn: port [0-9]+' | sed 's/^evtchn: port \([0-9]*\).*/\1/')
 "$FILES/xf-evtchn-echo" "$DOMID" "$port" 2000 --timeout-ms 30000 --start
 "#;
 

@@ -20,7 +20,7 @@ fn scratch() -> PathBuf {
 const PAYLOAD: &str = "shipped into Dom0 by the lab self-test\n";
 
 /// Dom0 script: checks its environment, copies a shipped file back, waits for the guest's
-/// marker in CONSOLE_LOG and exits 7 (asserted).
+/// marker in CONSOLE_LOG (lab/dom0/lib.sh's `wait_console`) and exits 7 (asserted).
 const SCRIPT: &str = r#"
 set -u
 echo "script: DOMID=$DOMID NAME=$NAME"
@@ -31,11 +31,8 @@ seq 1 40000 | sed 's/$/ lab self-test line/' | head -c 300000 >"$OUT/big"
 head -c 262144 "$OUT/big" | sha256sum | cut -d' ' -f1 >"$OUT/big.sha256"
 echo "$DOMID" >"$OUT/domid"
 xl list "$NAME" >"$OUT/xl-list" 2>&1
-i=0
-until grep -q 'XF-LINUX-BASELINE up' "$CONSOLE_LOG"; do
-  i=$((i+1)); [ $i -gt 3000 ] && exit 3; usleep 20000
-done
-echo "saw the marker after $i polls"
+wait_console 'XF-LINUX-BASELINE up' 60
+echo "saw the marker"
 exit 7
 "#;
 

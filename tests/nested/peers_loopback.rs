@@ -22,7 +22,7 @@ F=$FILES; D=/local/domain/0/xf-peers
 chmod +x $F/xf-*
 $F/xf-gnt-share 0 --pattern 5a --rw --hold-ms 5000 --expect-after c3 >share.out 2>&1 &
 sp=$!
-i=0; until grep -q '^gnt-share: ref ' share.out; do i=$((i+1)); [ $i -gt 200 ] && break; usleep 20000; done
+wait_file share.out '^gnt-share: ref ' 4
 R=$(sed -n 's/^gnt-share: ref \([0-9]*\) .*/\1/p' share.out)
 $F/xf-gnt-map 0 $R --expect-pattern 5a --hold-ms 200; echo "rc map-ro $?"
 $F/xf-gnt-map 0 $R --expect-pattern 5a --write-pattern c3 --hold-ms 200; echo "rc map-rw $?"
@@ -32,7 +32,7 @@ wait $sp; echo "rc share $?"; cat share.out
 
 $F/xf-evtchn-echo 0 --offer 500 >ping.out 2>&1 &
 pp=$!
-i=0; until grep -q '^evtchn-echo: offered' ping.out; do i=$((i+1)); [ $i -gt 200 ] && break; usleep 20000; done
+wait_file ping.out '^evtchn-echo: offered' 4
 P=$(sed -n 's/^evtchn-echo: offered local port \([0-9]*\) .*/\1/p' ping.out)
 $F/xf-evtchn-echo 0 $P 500; echo "rc echo $?"
 wait $pp; echo "rc offer $?"; cat ping.out

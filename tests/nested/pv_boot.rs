@@ -79,11 +79,7 @@ fn check_hello(mode: Mode, o: &Outcome) -> Result<(), String> {
 /// Dom0 side of `test=echo`: wait for the guest to ask, then type a line
 /// into the guest's console pty (xenconsoled forwards it into the in ring).
 const ECHO_SCRIPT: &str = r#"
-i=0
-until grep -q 'echo: ready' "$CONSOLE_LOG" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 300 ] && { echo "guest never got ready"; exit 1; }
-    usleep 100000
-done
+wait_console 'echo: ready' 30
 tty=$(xenstore-read /local/domain/$DOMID/console/tty) || exit 2
 echo "console tty: $tty"
 printf 'ping from dom0\r' >"$tty"

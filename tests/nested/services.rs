@@ -29,29 +29,18 @@ fn num_after(s: &str, word: &str) -> Option<u64> {
     it.find(|w| !w.is_empty())?.parse().ok()
 }
 
-/// Shared by every script: wait until the guest console has a line
-/// matching `$1` (grep -E), at most ~90 s.
-const WAIT_CONSOLE: &str = r#"
+/// Shared by every script: `$D`, the guest's XenStore directory. The waits
+/// (`wait_console` ~90 s, ...) and `rand_hex` come from lab/dom0/lib.sh.
+const PRELUDE: &str = r#"
 set -u
 D=/local/domain/$DOMID
-wait_console() {
-  i=0
-  until grep -qE "$1" "$CONSOLE_LOG"; do
-    i=$((i+1)); [ $i -gt 4500 ] && { echo "timeout waiting for $1"; exit 3; }
-    usleep 20000
-  done
-}
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 "#;
 
 const XENSTORE_SCRIPT: &str = r#"
 V="dom0-$(rand_hex 8)"
 printf %s "$V" >"$OUT/from-dom0"
 xenstore-write "$D/data/from-dom0" "$V"
-i=0
-until xenstore-read "$D/data/from-guest" >"$OUT/from-guest" 2>/dev/null; do
-  i=$((i+1)); [ $i -gt 4500 ] && exit 3; usleep 20000
-done
+wait_xenstore "$D/data/from-guest" >"$OUT/from-guest"
 wait_console 'xenstore: watching data/poke'
 P="poke-$(rand_hex 4)"
 printf %s "$P" >"$OUT/poke"
@@ -115,10 +104,7 @@ R=$3; S=$5
 echo "$R $S" >"$OUT/grant"
 "$FILES/xf-gnt-map" "$DOMID" "$R" --expect-pattern "$S" --hold-ms 8000 >"$OUT/gnt-map.out" 2>&1 &
 MP=$!
-i=0
-until grep -q 'holding mapping' "$OUT/gnt-map.out"; do
-  i=$((i+1)); [ $i -gt 1500 ] && break; usleep 20000
-done
+wait_file "$OUT/gnt-map.out" 'holding mapping' 30
 xenstore-write "$D/data/grant-mapped" 1
 wait $MP
 echo $? >"$OUT/gnt-map.status"
@@ -246,7 +232,7 @@ fn check_mm(o: &Outcome) -> Result<(), String> {
 fn idle(name: &str, action: &str, reason: Shutdown, marker: &str) -> Scenario {
     pv(name)
         .extra("test=idle")
-        .dom0_script(format!("{WAIT_CONSOLE}\nwait_console '^ready'\n{action}\n"))
+        .dom0_script(format!("{PRELUDE}\nwait_console '^ready'\n{action}\n"))
         .marker("ready")
         .marker(marker)
         .shutdown(Some(reason))
@@ -257,7 +243,7 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         pv("services-xenstore")
             .extra("test=xenstore")
-            .dom0_script(format!("{WAIT_CONSOLE}{XENSTORE_SCRIPT}"))
+            .dom0_script(format!("{PRELUDE}{XENSTORE_SCRIPT}"))
             .marker("xenstore: read data/no-such-key: ENOENT")
             .marker("Test result: SUCCESS")
             .shutdown(Some(Shutdown::Poweroff))
@@ -273,7 +259,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .extra("test=grant")
             .file(peer("xf-gnt-map"), "xf-gnt-map")
             .file(peer("xf-gnt-share"), "xf-gnt-share")
-            .dom0_script(format!("{WAIT_CONSOLE}{GRANT_SCRIPT}"))
+            .dom0_script(format!("{PRELUDE}{GRANT_SCRIPT}"))
             .marker("grant: revoke while mapped: deferred")
             .marker("Test result: SUCCESS")
             .shutdown(Some(Shutdown::Poweroff))

@@ -38,24 +38,11 @@ const CLIENT_CYCLE_SECS: u64 = 4;
 const BIG: u64 = 16 * 1024 * 1024;
 const CLIENT_BIG: u64 = 1024 * 1024;
 
-/// Shell helpers shared by both scripts.
+/// Shared by the Dom0 scripts: `$D`, the guest's XenStore directory. The waits
+/// (`wait_console`, `wait_file`, `wait_socket`) come from lab/dom0/lib.sh.
 const PRELUDE: &str = r#"
 set -u
 D=/local/domain/$DOMID
-wait_console() {
-  i=0
-  until grep -qE "$1" "$CONSOLE_LOG"; do
-    i=$((i+1)); [ $i -gt 6000 ] && { echo "timeout waiting for $1"; exit 3; }
-    usleep 20000
-  done
-}
-wait_file() {
-  i=0
-  until grep -qE "$2" "$1" 2>/dev/null; do
-    i=$((i+1)); [ $i -gt 6000 ] && { echo "timeout waiting for $2 in $1"; return 1; }
-    usleep 20000
-  done
-}
 "#;
 
 fn server_script() -> String {
@@ -70,8 +57,8 @@ P=$!
 r=0
 while [ $r -lt {SERVER_ROUNDS} ]; do
   # Fresh keys: the guest prints this after publishing them.
-  wait_console "vchan-server: listening on .* \(connection $r\)"
-  i=0; until [ -S /tmp/v.sock ]; do i=$((i+1)); [ $i -gt 500 ] && break; usleep 20000; done
+  wait_console "vchan-server: listening on .* \(connection $r\)" 120
+  wait_socket /tmp/v.sock 10
   if [ $r = 0 ]; then
     "$FILES/xf-vchan-pump" --connect /tmp/v.sock --in /tmp/v.in --out /tmp/v.out --pings 200 --timeout-ms 120000 >"$OUT/pump$r.out" 2>&1
     echo $? >"$OUT/pump$r.status"
@@ -81,7 +68,7 @@ while [ $r -lt {SERVER_ROUNDS} ]; do
     "$FILES/xf-vchan-pump" --connect /tmp/v.sock --in /tmp/v.small --pings 20 --timeout-ms 60000 >"$OUT/pump$r.out" 2>&1
     echo $? >"$OUT/pump$r.status"
   fi
-  wait_console "vchan-server: connection $r: echoed"
+  wait_console "vchan-server: connection $r: echoed" 120
   r=$((r+1))
 done
 kill $P 2>/dev/null
@@ -105,7 +92,7 @@ while [ $r -lt {CLIENT_ROUNDS} ]; do
   rm -f /tmp/c.sock /tmp/pump.out
   "$FILES/xf-vchan-pump" --listen /tmp/c.sock --in $IN --out /tmp/c.out --pings $PINGS --hold --timeout-ms 60000 >/tmp/pump.out 2>&1 &
   PP=$!
-  wait_file /tmp/pump.out listening
+  wait_file /tmp/pump.out listening 120
   vchan-socket-proxy -m server "$DOMID" "$D/data/vchan-srv" /tmp/c.sock >/tmp/proxy.out 2>&1 &
   XP=$!
   # Echo verified (or the pump gave up): kill the proxy mid-connection.
@@ -121,7 +108,7 @@ while [ $r -lt {CLIENT_ROUNDS} ]; do
   [ $r = 0 ] && sha256sum $IN /tmp/c.out >"$OUT/sha256"
   # The killed proxy left its keys behind.
   xenstore-rm "$D/data/vchan-srv"
-  wait_console "vchan-client: connection $r: echoed"
+  wait_console "vchan-client: connection $r: echoed" 120
   r=$((r+1))
 done
 T1=$(cut -d' ' -f1 /proc/uptime)
@@ -325,11 +312,11 @@ fn linux_script() -> String {
     format!(
         r#"{PRELUDE}
 head -c {BIG} /dev/urandom >/tmp/l.in
-wait_console "XF-LINUX-VCHAN: serving"
+wait_console "XF-LINUX-VCHAN: serving" 120
 rm -f /tmp/l.sock
 vchan-socket-proxy "$DOMID" "$D/data/vchan" /tmp/l.sock >"$OUT/proxy.out" 2>&1 &
 P=$!
-i=0; until [ -S /tmp/l.sock ]; do i=$((i+1)); [ $i -gt 500 ] && break; usleep 20000; done
+wait_socket /tmp/l.sock 10
 "$FILES/xf-vchan-pump" --connect /tmp/l.sock --in /tmp/l.in --out /tmp/l.out --pings 200 --timeout-ms 120000 >"$OUT/pump0.out" 2>&1
 echo $? >"$OUT/pump0.status"
 sha256sum /tmp/l.in /tmp/l.out >"$OUT/sha256"
