@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use crate::drivers::console::Events;
 use crate::drivers::demo::PeerProbe;
-use crate::drivers::vchan::{EnvError, VchanEnv};
+use crate::drivers::vchan::{EnvError, PortState, VchanEnv};
 use crate::event::{self, XenEvents};
 use crate::gnttab::{self, ForeignMapping, Grant};
 use crate::grant_table::GrantRef;
@@ -135,6 +135,14 @@ impl VchanEnv for XenChan {
 
     fn close_port(&mut self, port: u32) {
         let _ = event::close(port);
+    }
+
+    fn port_state(&mut self, port: u32) -> PortState {
+        match event::status(port) {
+            Ok(EvtchnState::Interdomain { .. }) => PortState::Interdomain,
+            Ok(EvtchnState::Unbound { .. }) => PortState::Unbound,
+            Ok(_) | Err(_) => PortState::Closed,
+        }
     }
 
     fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError> {

@@ -28,6 +28,24 @@
 //! counts from a server are validated before anything is mapped (a grant
 //! list may not overlap an in-page ring). Every wait is bounded.
 //!
+//! Liveness: the peer's `*_live` byte says "closed" only if the peer (or
+//! its kernel's unmap notify) wrote it; a process killed between binding
+//! the event channel and mapping the page, or a destroyed domain, never
+//! does. So every wait loop also probes our port
+//! ([`VchanEnv::port_state`]) before each sleep. When the remote end of an
+//! interdomain channel closes, Xen turns our port back into `unbound`.
+//! A client's port is interdomain from the start, anything else means the
+//! server is gone. A server's offered port is unbound until the client
+//! binds ("not yet"); it is gone once seen interdomain (or once the client
+//! set `cli_live = 1`, which it does only after binding) and unbound again.
+//! Either way the waiting call returns [`VchanError::PeerGone`] at the
+//! first probe after the death, i.e. within about one [`SLICE_NS`] (Xen
+//! sends no event for it), and every later wait returns it too. A client
+//! that binds and dies between two probes without mapping anything leaves
+//! no trace at all, but then nothing is lost either: Xen offers the port
+//! to the same domain again, the page is untouched, and the listener stays
+//! valid for the next client.
+//!
 //! Hardware and XenStore needs are the [`VchanEnv`] trait (plus the
 //! driver [`Events`]), so host tests run a server and a client against each
 //! other on two threads over heap pages.
@@ -110,8 +128,18 @@ pub enum VchanError {
     PathTooLong,
     /// Requested ring larger than 1 MiB.
     TooBig,
-    /// The peer closed the connection (or never connected and left).
+    /// The peer closed the connection (or never connected and left): its
+    /// `*_live` byte is 0 (written by the peer, or by its kernel's unmap
+    /// notify). Data it sent before is delivered first.
     Closed,
+    /// The peer vanished without a word: its end of the event channel is
+    /// closed (process killed, domain destroyed) while its `*_live` byte
+    /// still says connected / not yet. Handle it like [`Closed`](Self::Closed)
+    /// (close, then listen or connect again); it differs only in that the
+    /// peer did not say goodbye, so what we last sent may be lost (what it
+    /// sent is still delivered first). Sticky: every later wait returns it
+    /// at once.
+    PeerGone,
     /// No progress for `ms` milliseconds.
     Timeout { ms: u64 },
     /// The environment failed.
@@ -147,6 +175,7 @@ impl fmt::Display for VchanError {
             VchanError::PathTooLong => write!(f, "XenStore path too long"),
             VchanError::TooBig => write!(f, "ring larger than 1 MiB"),
             VchanError::Closed => write!(f, "peer closed"),
+            VchanError::PeerGone => write!(f, "peer gone (its event channel closed)"),
             VchanError::Timeout { ms } => write!(f, "no progress for {ms} ms"),
             VchanError::Env(e) => write!(f, "{}: {}", e.what, e.detail),
         }
@@ -154,6 +183,18 @@ impl fmt::Display for VchanError {
 }
 
 impl core::error::Error for VchanError {}
+
+/// State of our end of the event channel, as `EVTCHNOP_status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    /// Offered to the peer domain, nobody bound (yet, or any more: Xen
+    /// reverts our end to this when the remote end closes).
+    Unbound,
+    /// Connected to the peer's port.
+    Interdomain,
+    /// Closed, not an interdomain port at all, or the status query failed.
+    Closed,
+}
 
 /// What the vchan endpoints need from the kernel (grant table, event
 /// channels, XenStore). The [`Events`] half carries notify/clear/wait/now.
@@ -183,6 +224,8 @@ pub trait VchanEnv: Events {
     fn bind_interdomain(&mut self, remote: u16, remote_port: u32) -> Result<u32, EnvError>;
     /// `EVTCHNOP_close`.
     fn close_port(&mut self, port: u32);
+    /// `EVTCHNOP_status` of our `port` (how a vanished peer shows).
+    fn port_state(&mut self, port: u32) -> PortState;
     /// Write `entries` and set `perms` on each, in one transaction.
     fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError>;
     /// Read a key; `Ok(None)` if absent or not readable (yet).
@@ -491,12 +534,25 @@ enum Owned<E: VchanEnv> {
     Client { maps: Vec<E::Map> },
 }
 
+/// What the port probes learned about the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    /// Server: no client bound yet, as far as we saw.
+    NotYet,
+    /// Seen bound (port interdomain, or `cli_live == 1`).
+    Seen,
+    /// Seen, then the port was no longer interdomain, or the port is
+    /// closed (sticky).
+    Gone,
+}
+
 /// One vchan endpoint over an environment.
 pub struct Vchan<E: VchanEnv> {
     env: E,
     stream: Stream,
     port: u32,
     owned: Owned<E>,
+    peer: Peer,
 }
 
 fn parse_key(key: &'static str, v: &[u8]) -> Result<u32, VchanError> {
@@ -617,6 +673,7 @@ impl<E: VchanEnv> Vchan<E> {
                 shares,
                 path: path.into(),
             },
+            peer: Peer::NotYet,
         })
     }
 
@@ -699,6 +756,8 @@ impl<E: VchanEnv> Vchan<E> {
                     },
                     port,
                     owned: Owned::Client { maps },
+                    // Bound: the server's port was there.
+                    peer: Peer::Seen,
                 })
             }
             Err(e) => {
@@ -760,6 +819,54 @@ impl<E: VchanEnv> Vchan<E> {
         self.stream.peer_live() == LIVE_CONNECTED
     }
 
+    /// Whether a port probe found the peer gone (its end of the event
+    /// channel closed without a goodbye); see [`VchanError::PeerGone`].
+    pub fn peer_gone(&self) -> bool {
+        self.peer == Peer::Gone
+    }
+
+    /// Probes our port (one `port_state`; wait loops call it only when
+    /// they found nothing to do) and updates the bookkeeping: `true` once
+    /// the peer is gone.
+    fn probe_gone(&mut self) -> bool {
+        if self.peer == Peer::Gone {
+            return true;
+        }
+        // A client sets cli_live = 1 only after binding: even if it died
+        // before any probe saw the port interdomain, it was there.
+        if self.stream.peer_live() == LIVE_CONNECTED {
+            self.peer = Peer::Seen;
+        }
+        let gone = match self.env.port_state(self.port) {
+            PortState::Interdomain => {
+                self.peer = Peer::Seen;
+                false
+            }
+            PortState::Unbound => self.peer == Peer::Seen,
+            PortState::Closed => true,
+        };
+        if gone {
+            self.peer = Peer::Gone;
+        }
+        gone
+    }
+
+    /// Before a sleep: is the peer still there? [`VchanError::Closed`] if
+    /// its live byte says it left (checked after the probe, so a peer that
+    /// closes properly, live byte first, is never reported as gone),
+    /// [`VchanError::PeerGone`] if its end of the event channel closed.
+    fn check_peer(&mut self) -> Result<(), VchanError> {
+        let gone = self.probe_gone();
+        mb(); // port state, then the live byte
+        if !self.stream.is_open() {
+            Err(VchanError::Closed)
+        } else if gone {
+            Err(VchanError::PeerGone)
+        } else {
+            Ok(())
+        }
+    }
+
     fn sleep(&mut self, last_progress: u64, timeout_ns: u64) -> Result<(), VchanError> {
         let now = self.env.now_ns();
         let waited = now.saturating_sub(last_progress);
@@ -782,15 +889,25 @@ impl<E: VchanEnv> Vchan<E> {
     }
 
     /// Server: wait until a client connected (`cli_live == 1`).
-    /// [`VchanError::Closed`] if it connected and left already.
+    /// [`VchanError::Closed`] if it connected and left already,
+    /// [`VchanError::PeerGone`] if it bound our port and vanished (even
+    /// before setting `cli_live`). An offered port nobody bound yet is
+    /// waited on until `timeout_ns`. The probe state persists across
+    /// calls, so calling this in short slices works the same.
     pub fn wait_connected(&mut self, timeout_ns: u64) -> Result<(), VchanError> {
         let start = self.env.now_ns();
         loop {
             self.env.clear(self.port);
+            let gone = self.probe_gone();
+            mb(); // port state, then the live byte
             match self.stream.peer_live() {
-                LIVE_CONNECTED => return Ok(()),
+                LIVE_CONNECTED if !gone => return Ok(()),
+                LIVE_CONNECTED => return Err(VchanError::PeerGone),
                 LIVE_NOT_YET if self.stream.server => {}
                 _ => return Err(VchanError::Closed),
+            }
+            if gone {
+                return Err(VchanError::PeerGone);
             }
             self.sleep(start, timeout_ns)?;
         }
@@ -813,7 +930,8 @@ impl<E: VchanEnv> Vchan<E> {
     /// Full-duplex step: writes what fits of `out` and reads what is there
     /// into `inp`, waiting until at least one of them moved. Returns
     /// (written, read). [`VchanError::Closed`] once the peer closed and
-    /// nothing is left to read.
+    /// nothing is left to read, [`VchanError::PeerGone`] likewise once its
+    /// event channel closed (nothing is written to a peer known gone).
     pub fn pump(
         &mut self,
         out: &[u8],
@@ -823,7 +941,7 @@ impl<E: VchanEnv> Vchan<E> {
         let last = self.env.now_ns();
         loop {
             self.env.clear(self.port);
-            let open = self.stream.is_open();
+            let open = self.stream.is_open() && self.peer != Peer::Gone;
             let w = if open && !out.is_empty() {
                 self.write_nb(out)?
             } else {
@@ -833,16 +951,20 @@ impl<E: VchanEnv> Vchan<E> {
             if w > 0 || r > 0 {
                 return Ok((w, r));
             }
-            if !open {
-                return Err(VchanError::Closed);
+            if let Err(e) = self.check_peer() {
+                // Sent just before it left: deliver that first.
+                if !inp.is_empty() && self.stream.data_ready()? > 0 {
+                    continue;
+                }
+                return Err(e);
             }
             self.sleep(last, timeout_ns)?;
         }
     }
 
     /// Reads at least one byte (what is there, up to `dst.len()`). Data
-    /// still in the ring is returned even after the peer closed; then
-    /// [`VchanError::Closed`].
+    /// still in the ring is returned even after the peer closed or went
+    /// away; then [`VchanError::Closed`] / [`VchanError::PeerGone`].
     pub fn read(&mut self, dst: &mut [u8], timeout_ns: u64) -> Result<usize, VchanError> {
         let last = self.env.now_ns();
         loop {
@@ -851,14 +973,20 @@ impl<E: VchanEnv> Vchan<E> {
             if n > 0 || dst.is_empty() {
                 return Ok(n);
             }
-            if !self.stream.is_open() {
-                return Err(VchanError::Closed);
+            if let Err(e) = self.check_peer() {
+                if self.stream.data_ready()? > 0 {
+                    continue;
+                }
+                return Err(e);
             }
             self.sleep(last, timeout_ns)?;
         }
     }
 
-    /// Writes all of `src`, waiting for space; fails if the peer closes.
+    /// Writes all of `src`, waiting for space; fails if the peer closes
+    /// ([`VchanError::Closed`]) or is found gone ([`VchanError::PeerGone`];
+    /// the port is probed only when the ring is full, so a write that
+    /// fits may still succeed towards a peer that just died).
     pub fn write_all(&mut self, mut src: &[u8], timeout_ns: u64) -> Result<(), VchanError> {
         let mut last = self.env.now_ns();
         while !src.is_empty() {
@@ -866,12 +994,16 @@ impl<E: VchanEnv> Vchan<E> {
             if !self.stream.is_open() {
                 return Err(VchanError::Closed);
             }
+            if self.peer == Peer::Gone {
+                return Err(VchanError::PeerGone);
+            }
             let n = self.write_nb(src)?;
             src = &src[n..];
             if n > 0 {
                 last = self.env.now_ns();
                 continue;
             }
+            self.check_peer()?;
             self.sleep(last, timeout_ns)?;
         }
         Ok(())
@@ -880,7 +1012,8 @@ impl<E: VchanEnv> Vchan<E> {
     /// Echoes everything read back to the peer until it closes (then
     /// `Ok(bytes echoed)`, after writing out what it sent) or `limit`
     /// bytes were echoed. Never blocks writing while input waits, so two
-    /// full rings cannot deadlock.
+    /// full rings cannot deadlock. A peer found gone ends it with
+    /// [`VchanError::PeerGone`] (the count is in [`Stream::stats`]).
     pub fn echo(&mut self, limit: u64, idle_ns: u64) -> Result<u64, VchanError> {
         let mut buf = alloc::vec![0u8; 8192];
         let (mut head, mut tail) = (0usize, 0usize);
@@ -898,6 +1031,9 @@ impl<E: VchanEnv> Vchan<E> {
                 if !self.stream.is_open() {
                     return Err(VchanError::Closed);
                 }
+                if self.peer == Peer::Gone {
+                    return Err(VchanError::PeerGone);
+                }
                 let n = self.write_nb(&buf[head..tail])?;
                 head += n;
                 echoed += n as u64;
@@ -913,8 +1049,10 @@ impl<E: VchanEnv> Vchan<E> {
                 last = self.env.now_ns();
                 continue;
             }
-            if head == tail && !self.stream.is_open() {
-                return Ok(echoed);
+            match self.check_peer() {
+                Ok(()) => {}
+                Err(VchanError::Closed) if head == tail => return Ok(echoed),
+                Err(e) => return Err(e),
             }
             self.sleep(last, idle_ns)?;
         }
@@ -929,6 +1067,7 @@ impl<E: VchanEnv> Vchan<E> {
             stream,
             port,
             owned,
+            peer: _,
         } = self;
         let own_live = if stream.server {
             OFF_SRV_LIVE

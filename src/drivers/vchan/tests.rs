@@ -1,5 +1,6 @@
 use super::*;
 use crate::drivers::fake_evtchn::{pair, End};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -43,11 +44,20 @@ fn leak_page() -> SharedMem {
     unsafe { SharedMem::from_raw(v.as_mut_ptr().cast(), PAGE_SIZE) }
 }
 
+/// What the peer does while we sleep (virtual clock only).
+type Hook = Box<dyn FnMut() + Send>;
+
 struct TestEnv {
     world: Arc<Mutex<World>>,
     domid: u16,
     ends: HashMap<u32, End>,
     epoch: Instant,
+    /// Virtual time (ns) instead of real time: `wait` runs the hook, then
+    /// jumps to its deadline.
+    clock: Option<Cell<u64>>,
+    hook: RefCell<Option<Hook>>,
+    /// `port_state` calls.
+    probes: u32,
 }
 
 impl TestEnv {
@@ -57,8 +67,33 @@ impl TestEnv {
             domid,
             ends: HashMap::new(),
             epoch: Instant::now(),
+            clock: None,
+            hook: RefCell::new(None),
+            probes: 0,
         }
     }
+
+    /// Switch to a virtual clock; `hook` runs at the start of every sleep
+    /// (the peer's moves, deterministically between two of our probes).
+    fn virtual_clock(&mut self, hook: impl FnMut() + Send + 'static) {
+        self.clock = Some(Cell::new(0));
+        *self.hook.borrow_mut() = Some(Box::new(hook));
+    }
+}
+
+/// A peer process SIGKILLed: its event-channel ends close (our port falls
+/// back to unbound), its live byte stays as it was, no event is sent.
+fn kill(v: Vchan<TestEnv>) {
+    for e in v.env.ends.values() {
+        e.close(false);
+    }
+}
+
+/// The event-channel port the server published.
+fn published_port(w: &Arc<Mutex<World>>) -> u32 {
+    let wl = w.lock().unwrap();
+    let v = &wl.xs[&format!("{PATH}/event-channel")].0;
+    std::str::from_utf8(v).unwrap().parse().unwrap()
 }
 
 impl Events for TestEnv {
@@ -73,6 +108,13 @@ impl Events for TestEnv {
         }
     }
     fn wait(&self, port: u32, deadline_ns: u64) {
+        if let Some(clock) = &self.clock {
+            if let Some(hook) = self.hook.borrow_mut().as_mut() {
+                hook();
+            }
+            clock.set(clock.get().max(deadline_ns));
+            return;
+        }
         match self.ends.get(&port) {
             Some(e) => {
                 // Same clock: translate our deadline to the end's.
@@ -83,7 +125,10 @@ impl Events for TestEnv {
         }
     }
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        match &self.clock {
+            Some(c) => c.get(),
+            None => self.epoch.elapsed().as_nanos() as u64,
+        }
     }
 }
 
@@ -169,6 +214,24 @@ impl VchanEnv for TestEnv {
             .unwrap()
             .unbound
             .remove(&(self.domid, port));
+    }
+    fn port_state(&mut self, port: u32) -> PortState {
+        self.probes += 1;
+        let Some(end) = self.ends.get(&port) else {
+            return PortState::Closed;
+        };
+        let offered = self
+            .world
+            .lock()
+            .unwrap()
+            .unbound
+            .contains_key(&(self.domid, port));
+        // Xen turns our end back to unbound when the remote end closes.
+        if offered || end.peer_closed() {
+            PortState::Unbound
+        } else {
+            PortState::Interdomain
+        }
     }
     fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError> {
         let mut w = self.world.lock().unwrap();
@@ -512,4 +575,202 @@ fn client_rejects_bad_server_and_releases_everything() {
     assert!(env.ends.is_empty(), "port closed");
     s.close();
     assert_eq!(w.lock().unwrap().live_grants(), 0);
+}
+
+/// The stock `vchan-socket-proxy` killed mid-handshake: it bound our port
+/// (`init_evt_cli`) and died before mapping the page and setting
+/// `cli_live = 1`. One `wait_connected(90 s)` must end within a slice of
+/// the death, not at the timeout.
+#[test]
+fn server_sees_client_die_in_handshake() {
+    let w = world();
+    let mut s = server(&w, 0, 0);
+    let rport = published_port(&w);
+    let mut cenv = TestEnv::new(&w, CLI);
+    let (mut step, mut cport) = (0, 0);
+    s.env.virtual_clock(move || {
+        step += 1;
+        match step {
+            1 => cport = cenv.bind_interdomain(SRV, rport).unwrap(),
+            2 => cenv.ends[&cport].close(false),
+            _ => {}
+        }
+    });
+    let t0 = s.env.now_ns();
+    assert_eq!(s.wait_connected(90 * SEC), Err(VchanError::PeerGone));
+    // Bound during the first sleep, died during the second, seen at once.
+    let took = s.env.now_ns() - t0;
+    assert!(took <= 2 * SLICE_NS, "took {took} ns");
+    assert!(s.peer_gone());
+    assert_eq!(s.stream.peer_live(), LIVE_NOT_YET);
+    // Sticky, and no further waiting.
+    let t1 = s.env.now_ns();
+    assert_eq!(s.wait_connected(90 * SEC), Err(VchanError::PeerGone));
+    let mut buf = [0u8; 4];
+    assert_eq!(s.read(&mut buf, 90 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.env.now_ns(), t1);
+    s.close();
+    assert_eq!(w.lock().unwrap().live_grants(), 0);
+
+    // A faster client: connected (cli_live = 1) and was killed before any
+    // probe saw its port bound. cli_live = 1 proves it was there.
+    let mut s = server(&w, 0, 0);
+    s.env.virtual_clock(|| {});
+    kill(client(&w));
+    let t0 = s.env.now_ns();
+    assert_eq!(s.wait_connected(90 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.env.now_ns(), t0);
+    s.close();
+}
+
+/// A client killed in the middle of a transfer (no live byte written, no
+/// event): echo, read, write_all and pump end with PeerGone within one
+/// slice, not at their idle timeout; data it sent first is delivered.
+#[test]
+fn server_sees_client_die_mid_transfer() {
+    let w = world();
+    let mut s = server(&w, 0, 0);
+    let mut c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    c.write_all(b"ping", SEC).unwrap();
+    let cctrl = c.stream.ctrl.clone();
+    let mut c = Some(c);
+    s.env.virtual_clock(move || {
+        if let Some(c) = c.take() {
+            kill(c)
+        }
+    });
+    let t0 = s.env.now_ns();
+    assert_eq!(s.echo(u64::MAX, 60 * SEC), Err(VchanError::PeerGone));
+    let took = s.env.now_ns() - t0;
+    assert!(took <= SLICE_NS, "took {took} ns");
+    assert_eq!(s.stream.stats().bytes_written, 4, "echoed before it died");
+    assert_eq!(cctrl.load_u32(OFF_RIGHT + 4), 4);
+    assert_eq!(s.stream.peer_live(), LIVE_CONNECTED, "no goodbye");
+    let t1 = s.env.now_ns();
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf, 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.write_all(&[1; 4096], 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.pump(b"x", &mut buf, 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.echo(u64::MAX, 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(s.env.now_ns(), t1, "no more waiting once gone");
+    s.close();
+
+    // Killed while the server waits in read, right after sending: the
+    // bytes come first, then PeerGone.
+    let mut s = server(&w, 0, 0);
+    let c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    let mut c = Some(c);
+    s.env.virtual_clock(move || {
+        if let Some(mut c) = c.take() {
+            c.write_all(b"abc", SEC).unwrap();
+            kill(c)
+        }
+    });
+    let t0 = s.env.now_ns();
+    assert_eq!(s.read(&mut buf, 60 * SEC), Ok(3));
+    assert_eq!(&buf[..3], b"abc");
+    assert_eq!(s.read(&mut buf, 60 * SEC), Err(VchanError::PeerGone));
+    let took = s.env.now_ns() - t0;
+    assert!(took <= SLICE_NS, "took {took} ns");
+    s.close();
+
+    // Killed while the server's write waits for ring space.
+    let mut s = server(&w, 0, 0);
+    let c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    let mut c = Some(c);
+    s.env.virtual_clock(move || {
+        if let Some(c) = c.take() {
+            kill(c)
+        }
+    });
+    let t0 = s.env.now_ns();
+    assert_eq!(s.write_all(&[2; 5000], 60 * SEC), Err(VchanError::PeerGone));
+    let took = s.env.now_ns() - t0;
+    assert!(took <= SLICE_NS, "took {took} ns");
+    s.close();
+}
+
+/// No false positives: an offered port nobody bound is "not yet", a bound
+/// client that has not set cli_live yet is alive, and a client that closes
+/// properly (live byte, then port) is Closed, not PeerGone.
+#[test]
+fn unbound_server_port_waits_until_timeout() {
+    let w = world();
+    let mut s = server(&w, 0, 0);
+    s.env.virtual_clock(|| {});
+    let t0 = s.env.now_ns();
+    match s.wait_connected(5 * SEC) {
+        Err(VchanError::Timeout { ms }) => assert!(ms >= 5000, "{ms}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.env.now_ns() - t0 >= 5 * SEC);
+    assert!(s.env.probes >= 50, "probed before every sleep");
+    assert!(!s.peer_gone());
+    let mut buf = [0u8; 4];
+    assert!(matches!(
+        s.read(&mut buf, SEC),
+        Err(VchanError::Timeout { .. })
+    ));
+    // Still a valid listener: a client connects and talks.
+    let mut c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    c.write_all(b"hi", SEC).unwrap();
+    assert_eq!(s.read(&mut buf, SEC), Ok(2));
+    c.close();
+    assert_eq!(s.read(&mut buf, SEC), Err(VchanError::Closed));
+    s.close();
+
+    // A client that bound and is still busy with the handshake.
+    let mut s = server(&w, 0, 0);
+    let rport = published_port(&w);
+    let mut cenv = TestEnv::new(&w, CLI);
+    let cport = cenv.bind_interdomain(SRV, rport).unwrap();
+    s.env.virtual_clock(|| {});
+    assert!(matches!(
+        s.wait_connected(2 * SEC),
+        Err(VchanError::Timeout { .. })
+    ));
+    assert!(!s.peer_gone());
+    cenv.close_port(cport);
+    s.close();
+}
+
+/// Client side: the server process is killed (its port closes, srv_live
+/// stays 1). The waiting client read, write and pump end with PeerGone.
+#[test]
+fn client_sees_server_port_vanish() {
+    let w = world();
+    let mut s = server(&w, 0, 0);
+    let mut c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    let mut s = Some(s);
+    c.env.virtual_clock(move || {
+        if let Some(s) = s.take() {
+            kill(s)
+        }
+    });
+    let t0 = c.env.now_ns();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf, 60 * SEC), Err(VchanError::PeerGone));
+    let took = c.env.now_ns() - t0;
+    assert!(took <= SLICE_NS, "took {took} ns");
+    assert!(c.connected(), "srv_live still 1");
+    assert_eq!(c.write_all(b"x", 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(c.pump(b"x", &mut buf, 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(c.wait_connected(60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(c.env.now_ns(), t0 + took);
+    c.close();
+
+    // Gone before the client's write fills the ring.
+    let mut s = server(&w, 0, 0);
+    let mut c = client(&w);
+    s.wait_connected(SEC).unwrap();
+    kill(s);
+    c.env.virtual_clock(|| {});
+    assert_eq!(c.write_all(&[3; 3000], 60 * SEC), Err(VchanError::PeerGone));
+    assert_eq!(c.env.now_ns(), 0, "found before the first sleep");
+    c.close();
 }
