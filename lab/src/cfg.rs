@@ -166,7 +166,9 @@ pub const KNOWN_KEYS: &[&str] = &[
 /// One `key = value` statement of an xl config (value as written, quotes kept).
 #[derive(Debug, Clone)]
 pub struct Stmt {
+    /// The key.
     pub key: String,
+    /// The value as written (quotes kept).
     pub value: String,
 }
 
@@ -259,6 +261,7 @@ fn quote(s: &str) -> String {
 
 /// The config as the Dom0 runner gets it.
 pub struct Rewritten {
+    /// The rewritten config text.
     pub text: String,
     /// `ramdisk=` of the original config, resolved against the config's directory.
     pub cfg_ramdisk: Option<PathBuf>,

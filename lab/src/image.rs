@@ -50,6 +50,7 @@ pub struct Artifacts {
     pub dom0_initrd: PathBuf,
     /// busybox-static binary from the locked packages.
     pub busybox: PathBuf,
+    /// Hash of the image inputs (lock, lab/dom0/init, module list), part of the file names.
     pub hash: String,
 }
 

@@ -4,6 +4,8 @@
 //! runs a list of [`Scenario`]s (guest kernel + xl config + expectations) one after
 //! another inside that Dom0 and brings back an [`Outcome`] per scenario. See docs/lab.md.
 
+#![warn(missing_docs)]
+
 pub mod baseline;
 pub mod cfg;
 mod collect;
@@ -26,11 +28,17 @@ pub use run::{run_suite, run_suite_with, RunOptions};
 /// Why a domain stopped (xl "reason code", plus the lab's own outcomes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
+    /// Reason code 0: the guest powered off.
     Poweroff,
+    /// Reason code 1: the guest asked for a reboot (also Xen's verdict on an HVM triple fault).
     Reboot,
+    /// Reason code 2: the guest suspended.
     Suspend,
+    /// Reason code 3: the guest crashed.
     Crash,
+    /// Reason code 4: the guest's watchdog fired.
     Watchdog,
+    /// Reason code 5: the guest asked for a soft reset.
     SoftReset,
     /// Another reason code.
     Other(i32),
@@ -41,6 +49,7 @@ pub enum Shutdown {
 }
 
 impl Shutdown {
+    /// The reason for xl's `reason code <c>`.
     pub fn from_code(c: i32) -> Shutdown {
         match c {
             0 => Shutdown::Poweroff,
@@ -89,6 +98,7 @@ pub struct Expect {
     pub tolerate: Option<String>,
 }
 
+/// A value assertion on an outcome (see [`Scenario::check`]); `Err(reason)` fails it.
 pub type Check = Box<dyn Fn(&Outcome) -> Result<(), String> + Send + Sync>;
 
 /// One guest run inside the lab.
@@ -109,6 +119,7 @@ pub struct Scenario {
     pub dom0_script: Option<String>,
     /// (host path, name) files shipped into Dom0 under $FILES/name.
     pub files: Vec<(PathBuf, String)>,
+    /// What the scenario must show to pass.
     pub expect: Expect,
     /// From `xl unpause` until the domain must have shut down.
     pub timeout: Duration,
@@ -153,27 +164,32 @@ impl Scenario {
             check: None,
         }
     }
+    /// Append `s` to the config's `extra=` (the guest command line).
     pub fn extra(mut self, s: impl Into<String>) -> Self {
         self.extra = Some(s.into());
         self
     }
+    /// Add an xl config statement (e.g. `memory = 64`).
     pub fn config_line(mut self, s: impl Into<String>) -> Self {
         self.config_lines.push(s.into());
         self
     }
+    /// Use this ramdisk instead of the config's `ramdisk=`.
     pub fn ramdisk(mut self, p: impl Into<PathBuf>) -> Self {
         self.ramdisk = Some(p.into());
         self
     }
+    /// Run this busybox sh script in Dom0 after `xl unpause` (docs/lab.md, "Dom0 script environment").
     pub fn dom0_script(mut self, s: impl Into<String>) -> Self {
         self.dom0_script = Some(s.into());
         self
     }
-    /// Ship a host file into Dom0 as $FILES/<name>.
+    /// Ship a host file into Dom0 as `$FILES/<name>`.
     pub fn file(mut self, host: impl Into<PathBuf>, name: impl Into<String>) -> Self {
         self.files.push((host.into(), name.into()));
         self
     }
+    /// Require this substring in the guest console log.
     pub fn marker(mut self, m: impl Into<String>) -> Self {
         self.expect.markers.push(m.into());
         self
@@ -183,6 +199,7 @@ impl Scenario {
         self.expect.shutdown = s;
         self
     }
+    /// Require this exit status of the Dom0 script.
     pub fn script_status(mut self, s: i32) -> Self {
         self.expect.script_status = Some(s);
         self
@@ -192,17 +209,21 @@ impl Scenario {
         self.expect.tolerate = Some(why.into());
         self
     }
+    /// See [`Expect::failure`]: for the lab's self-tests.
     pub fn expect_failure(mut self, reason_contains: impl Into<String>) -> Self {
         self.expect.failure = Some(reason_contains.into());
         self
     }
+    /// Time from `xl unpause` until the guest must have shut down.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
     }
+    /// [`Scenario::timeout`] in seconds.
     pub fn timeout_secs(self, s: u64) -> Self {
         self.timeout(Duration::from_secs(s))
     }
+    /// Add value assertions on the outcome, run when the guest ran; `Err(reason)` fails it.
     pub fn check(
         mut self,
         f: impl Fn(&Outcome) -> Result<(), String> + Send + Sync + 'static,
@@ -215,26 +236,31 @@ impl Scenario {
 /// What happened in one scenario.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
+    /// The scenario's name.
     pub name: String,
     /// xl domain name used in Dom0.
     pub domain: String,
+    /// The guest's domain id.
     pub domid: Option<u32>,
-    /// Guest console log (xenconsoled's guest-<name>.log), capped at 256 KiB.
+    /// Guest console log (xenconsoled's `guest-<name>.log`), capped at 256 KiB.
     pub console: String,
+    /// The console log was cut at 256 KiB.
     pub console_truncated: bool,
     /// None when the guest was never started (host-side validation or `xl create` failed).
     pub shutdown: Option<Shutdown>,
     /// Exit status of the Dom0 script (None: no script, or killed after its wait bound).
     pub script_status: Option<i32>,
+    /// The Dom0 script was still running after its wait bound and was killed.
     pub script_killed: bool,
     /// stdout+stderr of the Dom0 script.
     pub script_output: String,
     /// Files the Dom0 script left in $OUT (lossy UTF-8; raw bytes in `out_bytes`).
     pub out_files: BTreeMap<String, String>,
+    /// Files the Dom0 script left in $OUT, as bytes.
     pub out_bytes: BTreeMap<String, Vec<u8>>,
     /// Names of files that were cut at the 256 KiB cap.
     pub truncated: Vec<String>,
-    /// xl's per-domain log (/var/log/xen/xl-<name>.log).
+    /// xl's per-domain log (`/var/log/xen/xl-<name>.log`).
     pub xl_log: String,
     /// Duration of `xl create -p`.
     pub t_create: Option<Duration>,
@@ -270,9 +296,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// No failures and no lab faults.
     pub fn passed(&self) -> bool {
         self.failures.is_empty() && self.lab_faults.is_empty()
     }
+    /// `ok`, `FAIL`, `LAB-FAULT`, `EMULATOR-FAULT`, `ok (xfail)` or `TOLERATED`.
     pub fn status(&self) -> &'static str {
         if !self.lab_faults.is_empty() {
             "LAB-FAULT"
@@ -293,6 +321,7 @@ impl Outcome {
 /// All outcomes of one lab boot.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// One outcome per scenario, in suite order.
     pub outcomes: Vec<Outcome>,
     /// QEMU start → first Xen line.
     pub t_xen: Option<Duration>,
@@ -304,7 +333,9 @@ pub struct Report {
     pub t_total: Duration,
     /// Faults not tied to one scenario (Dom0 boot).
     pub lab_faults: Vec<String>,
+    /// The serial log of the boot (everything QEMU printed).
     pub serial_log: Option<PathBuf>,
+    /// `target/lab/run-<time>-<pid>/` (None if nothing was booted).
     pub run_dir: Option<PathBuf>,
 }
 
@@ -314,9 +345,11 @@ fn fmt_d(d: Option<Duration>) -> String {
 }
 
 impl Report {
+    /// Every scenario passed and the boot had no lab faults.
     pub fn passed(&self) -> bool {
         self.lab_faults.is_empty() && self.outcomes.iter().all(Outcome::passed)
     }
+    /// The outcome of the scenario called `name`.
     pub fn get(&self, name: &str) -> Option<&Outcome> {
         self.outcomes.iter().find(|o| o.name == name)
     }
@@ -390,8 +423,11 @@ pub enum LabError {
     Setup(String),
     /// Xen or Dom0 did not come up, or Dom0 stopped answering: `LAB FAILED: <stage>`.
     Failed {
+        /// What did not happen (the stage), with the machine's last words if any.
         stage: String,
+        /// The serial log of the boot.
         serial_log: PathBuf,
+        /// The outcomes so far; the others fail as not run.
         partial: Box<Report>,
     },
 }

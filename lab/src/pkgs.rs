@@ -6,20 +6,28 @@ use std::path::PathBuf;
 use crate::util::{self, q, qp, sh};
 use crate::LabError;
 
+/// One line of lab/packages.lock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Locked {
+    /// Debian package name.
     pub name: String,
+    /// Exact version.
     pub version: String,
+    /// The .deb's file name in the cache.
     pub file: String,
+    /// sha256 of the .deb (hex).
     pub sha256: String,
 }
 
+/// lab/packages.list.
 pub fn list_path() -> PathBuf {
     util::lab_dir().join("packages.list")
 }
+/// lab/packages.lock.
 pub fn lock_path() -> PathBuf {
     util::lab_dir().join("packages.lock")
 }
+/// The .deb cache, `<cache>/debs`.
 pub fn debs_dir() -> PathBuf {
     util::cache_dir().join("debs")
 }
@@ -33,6 +41,7 @@ fn read_list() -> Result<Vec<String>, LabError> {
         .collect())
 }
 
+/// Read lab/packages.lock.
 pub fn read_lock() -> Result<Vec<Locked>, LabError> {
     let p = lock_path();
     let t = std::fs::read_to_string(&p).map_err(|e| {

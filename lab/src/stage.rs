@@ -127,7 +127,7 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Host-side checks and staging of one scenario into `dir` (= /scenarios/<n> in Dom0).
+/// Host-side checks and staging of one scenario into `dir` (= `/scenarios/<n>` in Dom0).
 pub fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), String> {
     if sc.name.trim().is_empty() {
         return Err("scenario has an empty name".into());

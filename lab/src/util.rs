@@ -42,6 +42,7 @@ pub fn out_dir() -> PathBuf {
     t.join("lab")
 }
 
+/// Are we root (then the lab may apt-get install)?
 pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -50,6 +51,7 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Is `cmd` on PATH?
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
@@ -94,6 +96,7 @@ pub fn q(s: impl AsRef<str>) -> String {
     format!("'{}'", s.as_ref().replace('\'', "'\\''"))
 }
 
+/// Single-quote a path for sh.
 pub fn qp(p: &Path) -> String {
     q(p.to_string_lossy())
 }
@@ -149,6 +152,7 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// An I/O error as a setup error about `what`.
 pub fn io<T>(r: std::io::Result<T>, what: impl std::fmt::Display) -> Result<T, LabError> {
     r.map_err(|e| LabError::Setup(format!("{what}: {e}")))
 }
