@@ -2,7 +2,8 @@
  * xenfront PV boot: Xen ELF notes, the PV entry point, the hypercall page,
  * the boot stack and the page that gets the shared_info frame.
  *
- * Included with global_asm!(include_str!(...)) from src/boot.rs, AT&T syntax.
+ * Included with global_asm!(include_str!(...)) from
+ * src/arch/x86_64/pv/entry.rs, AT&T syntax.
  * (No curly braces in this file: global_asm! treats them as placeholders.)
  *
  * PV entry state (guest-abi.md §2): 64-bit, ring 3, paging on with the

@@ -1,7 +1,7 @@
 /*
  * xenfront PV entry stubs: the event-channel upcall, the failsafe callback
  * and the CPU exception handlers registered with set_callbacks and
- * set_trap_table by src/pv_entry.rs. PV only: a PVH kernel gets an IDT and
+ * set_trap_table by src/arch/x86_64/pv/traps.rs. PV only: a PVH kernel gets an IDT and
  * native interrupt frames instead (it would slot in beside this file).
  *
  * Included with global_asm!(include_str!(...)), AT&T syntax, no curly braces.
@@ -12,7 +12,8 @@
  * the push. Popping rcx and r11 leaves a native-looking exception frame with
  * the interrupted rcx/r11 back in their registers.
  *
- * Every stub then builds the same struct TrapFrame (src/pv_entry.rs):
+ * Every stub then builds the same struct TrapFrame
+ * (src/arch/x86_64/trap.rs):
  *     r15 .. rax (15 GPRs), vector, error, rip, cs, rflags, rsp, ss
  * with vector = -1 for the event upcall and error = 0 where the CPU pushes
  * none.

@@ -3,8 +3,9 @@
  * the boot GDT and page tables, the switch to long mode, and the interrupt
  * entry stubs (IDT) used only by a PVH kernel.
  *
- * Included with global_asm!(include_str!(...)) from src/pvh.rs, AT&T syntax,
- * after boot/pv.S (it reuses that file's boot stack). No curly braces.
+ * Included with global_asm!(include_str!(...)) from
+ * src/arch/x86_64/pvh/entry.rs, AT&T syntax, after boot/pv.S (it reuses
+ * that file's boot stack). No curly braces.
  *
  * PVH entry state (guest-abi.md §3): 32-bit protected mode, paging off,
  * ebx = guest-physical address of hvm_start_info, flat cs/ds/es/ss, no
@@ -15,7 +16,7 @@
  * with four entries -> four page directories of 512 2 MiB pages each:
  * VA == PA for the first 4 GiB. 4 GiB, not 1: the toolstack puts the
  * console and XenStore pages (HVM "special pages") just below 0xFF000000.
- * src/pvh.rs describes these tables with x86_64::structures::paging types.
+ * src/arch/x86_64/pvh/entry.rs describes these tables with x86_64::structures::paging types.
  */
 
 /* PHYS32_ENTRY (18): 32-bit physical entry for PVH (elfnote.h). */
@@ -149,7 +150,7 @@ pvh_pd:
  * ss, rsp, rflags, cs, rip (and an error code for some exceptions) on the
  * current stack (ring 0 -> ring 0, no IST). Each stub normalises to the same
  * frame as the PV stubs: 15 GPRs, vector, error, rip, cs, rflags, rsp, ss
- * (struct TrapFrame in src/pv_entry.rs).
+ * (struct TrapFrame in src/arch/x86_64/trap.rs).
  */
 /* SAVE_ALL / RESTORE_ALL: boot/trapframe.S (assembled in front of this file). */
 

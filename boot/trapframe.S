@@ -1,10 +1,10 @@
 /*
  * xenfront: the register save/restore shared by the PV (boot/pv_entry.S)
  * and PVH (boot/pvh.S) entry stubs, which build the same struct TrapFrame
- * (src/pv_entry.rs): r15 .. rax (15 GPRs), vector, error, then the CPU's
- * rip, cs, rflags, rsp, ss. Assembled in front of each of those files
- * (src/pv_entry.rs, src/pvh.rs); each ends with `.purgem` for both macros,
- * so the next one may define them again.
+ * (src/arch/x86_64/trap.rs): r15 .. rax (15 GPRs), vector, error, then the
+ * CPU's rip, cs, rflags, rsp, ss. Assembled in front of each of those files
+ * (src/arch/x86_64/pv/traps.rs, src/arch/x86_64/pvh/entry.rs); each ends
+ * with `.purgem` for both macros, so the next one may define them again.
  */
 
 /* Push the 15 general purpose registers; rax ends up highest. */

@@ -65,8 +65,9 @@ static SHARED_INFO: Once<SharedMem> = Once::new();
 /// True once an upcall entry point is registered with Xen (PV:
 /// set_callbacks): only then may events be unmasked.
 static UPCALLS: AtomicBool = AtomicBool::new(false);
-/// PVH: the upcall is an interrupt on an IDT vector (src/pvh.rs), masked by
-/// the CPU's IF; Xen ignores evtchn_upcall_mask for it. PV: the mask byte.
+/// PVH: the upcall is an interrupt on an IDT vector
+/// (src/arch/x86_64/pvh/entry.rs), masked by the CPU's IF; Xen ignores
+/// evtchn_upcall_mask for it. PV: the mask byte.
 static MASK_IS_IF: AtomicBool = AtomicBool::new(false);
 
 /// Record the mapped shared_info page, mask event upcalls on vCPU 0 and mask

@@ -24,6 +24,10 @@
 //! the host but fail with ENOSYS there.
 #![cfg_attr(not(test), no_std)]
 
+// Guest only: PV and PVH entry, traps, page tables. Not application API.
+#[cfg(target_os = "none")]
+pub(crate) mod arch;
+
 // Pure protocol logic, host-tested.
 pub mod cmdline;
 pub mod drivers;
@@ -49,8 +53,6 @@ pub use app::{arg, args, Error};
 // Guest only: entry, console, boot order, panic handler, the services'
 // guest singletons.
 #[cfg(target_os = "none")]
-pub mod boot;
-#[cfg(target_os = "none")]
 pub mod chan_env;
 #[cfg(target_os = "none")]
 pub mod control;
@@ -63,10 +65,6 @@ pub mod kernel;
 #[cfg(target_os = "none")]
 #[macro_use]
 pub mod print;
-#[cfg(target_os = "none")]
-pub mod pv_entry;
-#[cfg(target_os = "none")]
-pub mod pvh;
 #[cfg(target_os = "none")]
 pub mod vchan;
 

@@ -1,6 +1,6 @@
 //! What the boot path found out about the machine, independent of how the
-//! kernel was entered (PV: src/boot.rs, PVH: src/pvh.rs). `kernel_main`
-//! only sees this.
+//! kernel was entered (PV: src/arch/x86_64/pv/entry.rs, PVH:
+//! src/arch/x86_64/pvh/entry.rs). `kernel_main` only sees this.
 
 use crate::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_RAM};
 

@@ -9,9 +9,9 @@ use alloc::vec::Vec;
 use spin::{Mutex, Once};
 
 use super::frames::FrameAllocator;
-use super::pv::PvMm;
-use super::pvh;
 use super::MmError;
+use crate::arch::x86_64::pv::mm::PvMm;
+use crate::arch::x86_64::pvh::mm as pvh;
 use crate::heap;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::StartInfo;
@@ -99,8 +99,8 @@ unsafe fn init_pv_inner(si: &StartInfo) -> Result<Summary, MmError> {
 /// Boot (PVH): frame allocator over the RAM of the E820 map after the
 /// kernel image (`__image_end`; pfns below it, incl. low memory, are never
 /// handed out), bitmap right after the image, heap growth. RAM is already
-/// identity-mapped by the boot tables (src/pvh.rs). Call once, after
-/// hvm_start_info was copied (its pages may be reused).
+/// identity-mapped by the boot tables (src/arch/x86_64/pvh/entry.rs). Call
+/// once, after hvm_start_info was copied (its pages may be reused).
 pub fn init_pvh(map: &crate::platform::MemMap) -> Result<Summary, MmError> {
     *SUMMARY.call_once(|| {
         let r = init_pvh_inner(map);

@@ -4,20 +4,16 @@
 //! domains).
 //!
 //! * [`frames`] — the bitmap frame allocator (pure, host-tested).
-//! * `pv` — PV page tables, p2m and M2P (the only PV-specific part).
-//! * `pvh` — its PVH sibling: identity map (pfn == gfn), frames from the
-//!   E820 map, a guest-physical foreign window above 4 GiB.
+//! * `arch::x86_64::pv::mm` — PV page tables, p2m and M2P (the only
+//!   PV-specific part).
+//! * `arch::x86_64::pvh::mm` — its PVH sibling: identity map (pfn == gfn),
+//!   frames from the E820 map, a guest-physical foreign window above 4 GiB.
 //! * [`Page`] — a private page; [`SharedPage`] — a page meant for another
 //!   domain: the **only** constructor, [`alloc_shared_page`], zeroes it, and
 //!   the frame returns to the allocator only when the last handle is gone
 //!   (a grant holds one, so a page mapped by a peer is never reused).
 
 pub mod frames;
-
-#[cfg(target_os = "none")]
-mod pv;
-#[cfg(target_os = "none")]
-mod pvh;
 
 #[cfg(target_os = "none")]
 mod kernel;

@@ -12,7 +12,7 @@
 use crate::hypercall::{self, uvmf, MmuUpdate};
 use crate::shared::PAGE_SIZE;
 
-use super::MmError;
+use crate::mm::MmError;
 
 const PTE_P: u64 = 1;
 const PTE_RW: u64 = 2;

@@ -7,8 +7,9 @@
 //! pages only while something is there: Xen puts grant-table frames
 //! (`XENMEM_add_to_physmap`) or a peer's granted page (`GNTMAP_host_map`,
 //! whose host_addr is a GPA on HVM) at the gfn, then [`map`] adds the PTE.
-//! Page tables are the boot tables of src/pvh.rs, edited with the x86_64
-//! crate's `Mapper`.
+//! Page tables are the boot tables of src/arch/x86_64/pvh/entry.rs (see
+//! [`super::entry::with_boot_tables`]), edited with the x86_64 crate's
+//! `Mapper`.
 
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
@@ -16,11 +17,11 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::MmError;
-use crate::pvh::with_boot_tables;
+use super::entry::with_boot_tables;
+use crate::mm::MmError;
 
 /// First window page (GPA == VA): 4 GiB, just past the boot identity map.
-pub const VMAP_BASE: u64 = crate::pvh::IDENTITY_LIMIT;
+pub const VMAP_BASE: u64 = super::entry::IDENTITY_LIMIT;
 
 /// Page-table frames for new mappings, from the kernel's frame allocator.
 pub struct TableFrames<F: FnMut() -> Result<u64, MmError>>(pub F);

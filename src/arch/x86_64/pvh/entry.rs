@@ -1,7 +1,8 @@
 //! PVH entry (`type="pvh"`): boot/pvh.S (PHYS32_ENTRY note, 32-bit entry,
 //! boot page tables, long mode, IDT stubs) calls [`xenfront_pvh_entry`],
 //! which sets up what the PV builder would have given us and enters the same
-//! `kernel::start` as PV (src/boot.rs). Everything PVH-specific lives here:
+//! `kernel::start` as PV (src/arch/x86_64/pv/entry.rs). Everything
+//! PVH-specific lives here:
 //!
 //! 1. hypercall page: find Xen's CPUID leaves, write the page's physical
 //!    address to the MSR they name (before any hypercall);
@@ -34,20 +35,20 @@ use x86_64::structures::paging::{Mapper, OffsetPageTable, Page, PageTable, Size2
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PhysAddr, VirtAddr};
 
+use crate::arch::x86_64::trap::{exception_name, TrapFrame};
 use crate::event;
 use crate::heap;
 use crate::hypercall::{self, hvm_param, AddToPhysmap, Errno, ShutdownReason, DOMID_SELF};
 use crate::kernel;
 use crate::platform::{Platform, MAX_MEMMAP};
 use crate::print;
-use crate::pv_entry::{exception_name, TrapFrame};
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::{HvmStartInfo, MemmapEntry, CMDLINE_MAX, HVM_START_MAGIC};
 
 global_asm!(
     concat!(
-        include_str!("../boot/trapframe.S"),
-        include_str!("../boot/pvh.S")
+        include_str!("../../../../boot/trapframe.S"),
+        include_str!("../../../../boot/pvh.S")
     ),
     options(att_syntax)
 );
@@ -554,7 +555,7 @@ extern "C" fn xenfront_pvh_entry(start_info_paddr: u64) -> ! {
     match map_shared_info() {
         Ok(mem) => {
             event::init(mem);
-            // Event upcalls on the callback vector (PV: pv_entry::install).
+            // Event upcalls on the callback vector (PV: pv::traps::install).
             if let Err(e) = install_callback() {
                 boot_fail(format_args!("event callback vector: {e}"));
             }

@@ -11,11 +11,12 @@ use crate::hypercall::{self, uvmf, ShutdownReason};
 use crate::kernel;
 use crate::mm;
 use crate::platform::Platform;
-use crate::pv_entry;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::start_info::StartInfo;
 
-global_asm!(include_str!("../boot/pv.S"), options(att_syntax));
+use super::traps;
+
+global_asm!(include_str!("../../../../boot/pv.S"), options(att_syntax));
 
 unsafe extern "C" {
     /// Page in .bss whose mapping is replaced by the shared_info frame.
@@ -67,7 +68,7 @@ extern "C" fn xenfront_pv_entry(start_info: *const StartInfo) -> ! {
         event::init(mem);
         // Traps and the event upcall (PV entry stubs). On failure events
         // stay masked and the kernel keeps polling.
-        let _ = pv_entry::install();
+        let _ = traps::install();
     }
     heap::init();
     // All RAM mapped, frame allocator, heap growth; the outcome is printed
