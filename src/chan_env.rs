@@ -10,8 +10,7 @@ use crate::drivers::console::Events;
 use crate::drivers::demo::PeerProbe;
 use crate::drivers::vchan::{EnvError, PortState, VchanEnv};
 use crate::event::{self, XenEvents};
-use crate::gnttab::{self, ForeignMapping, Grant};
-use crate::grant_table::GrantRef;
+use crate::grant_table::{self, ForeignMapping, Grant, GrantRef};
 use crate::hypercall::EvtchnState;
 use crate::mm;
 use crate::shared::SharedMem;
@@ -99,7 +98,8 @@ impl VchanEnv for XenChan {
 
     fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Grant), EnvError> {
         let page = mm::alloc_shared_page().map_err(|e| EnvError::new("alloc page", e))?;
-        let g = gnttab::grant_page(domid, &page, false).map_err(|e| EnvError::new("grant", e))?;
+        let g =
+            grant_table::grant_page(domid, &page, false).map_err(|e| EnvError::new("grant", e))?;
         let mem = page.mem();
         Ok((mem, g.gref().0, g))
     }
@@ -107,7 +107,7 @@ impl VchanEnv for XenChan {
     fn unshare_page(&mut self, g: Grant) {
         // Still mapped by the peer → parked on the deferred list, freed by
         // poll_deferred once it unmaps.
-        let _ = gnttab::revoke(g);
+        let _ = grant_table::revoke(g);
     }
 
     fn map_page(
@@ -116,13 +116,13 @@ impl VchanEnv for XenChan {
         gref: u32,
         readonly: bool,
     ) -> Result<(SharedMem, ForeignMapping), EnvError> {
-        let m = gnttab::map_grant(domid, GrantRef(gref), readonly)
+        let m = grant_table::map_grant(domid, GrantRef(gref), readonly)
             .map_err(|e| EnvError::new("map_grant_ref", e))?;
         Ok((m.mem(), m))
     }
 
     fn unmap_page(&mut self, m: ForeignMapping) {
-        let _ = gnttab::unmap(m);
+        let _ = grant_table::unmap(m);
     }
 
     fn alloc_unbound(&mut self, remote: u16) -> Result<u32, EnvError> {

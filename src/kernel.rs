@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cmdline;
 use crate::event;
-use crate::gnttab;
+use crate::grant_table;
 use crate::hypercall::{self, ShutdownReason};
 use crate::platform::Platform;
 use crate::print;
@@ -102,7 +102,7 @@ fn boot(platform: &Platform) {
     }
     store::init(platform.store).unwrap_or_else(|e| fail("xenstore", e));
     store::watch_shutdown().unwrap_or_else(|e| fail("xenstore: control/shutdown watch", e));
-    match gnttab::init() {
+    match grant_table::init() {
         Ok(c) => println!("grants: table up, {c}"),
         Err(e) => fail("grant table", e),
     }

@@ -13,7 +13,7 @@
 //! | time: now, sleep, deadlines, wall clock | [`time`] |
 //! | XenStore: read/write/rm/list/watch/transactions | [`store`] (wire codec: [`xenstore`]) |
 //! | event channels | [`event`] |
-//! | granting/revoking pages, mapping foreign grants | [`gnttab`] (free list: [`grant_table`]) |
+//! | granting/revoking pages, mapping foreign grants | [`grant_table`] |
 //! | request/response rings, both roles | [`ring`], [`drivers::demo`] |
 //! | vchan byte streams, server and client | [`vchan`] |
 //!
@@ -56,8 +56,6 @@ pub use app::{arg, args, Error};
 pub mod chan_env;
 #[cfg(target_os = "none")]
 pub mod control;
-#[cfg(target_os = "none")]
-pub mod gnttab;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]

@@ -16,7 +16,7 @@ use xenfront::chan_env::OfferedPort;
 use xenfront::drivers::demo::DemoFront;
 use xenfront::time::{self, NS_PER_MS, NS_PER_SEC};
 use xenfront::xenstore::{Perm, PermKind};
-use xenfront::{event, gnttab, mm, println, store, Error};
+use xenfront::{event, grant_table, mm, println, store, Error};
 
 fn number(key: &str, default: u64) -> Result<u64, Error> {
     match xenfront::arg(key) {
@@ -40,7 +40,7 @@ fn demo() -> Result<(), Error> {
     let page = mm::alloc_shared_page()?;
     let port = event::alloc_unbound(backend)?;
     let mut front = DemoFront::new(page.mem(), port)?;
-    let grant = gnttab::grant_page(backend, &page, false)?;
+    let grant = grant_table::grant_page(backend, &page, false)?;
     drop(page);
     let gref = grant.gref().0;
     let (g, p) = (alloc::format!("{gref}"), alloc::format!("{port}"));
@@ -73,13 +73,13 @@ fn demo() -> Result<(), Error> {
     // the backend still maps the page).
     let _ = store::rm("data/demo");
     let _ = event::close(port);
-    let revoked = gnttab::revoke(grant)?;
+    let revoked = grant_table::revoke(grant)?;
     let deadline = time::now_ns() + 5 * NS_PER_SEC;
-    while gnttab::counters()?.deferred > 0 && time::now_ns() < deadline {
-        gnttab::poll_deferred();
+    while grant_table::counters()?.deferred > 0 && time::now_ns() < deadline {
+        grant_table::poll_deferred();
         time::sleep(10 * NS_PER_MS);
     }
-    let c = gnttab::counters()?;
+    let c = grant_table::counters()?;
     match r {
         Ok(_) => {
             println!(
@@ -91,7 +91,7 @@ fn demo() -> Result<(), Error> {
             );
             println!(
                 "ring-demo: ring-ref {gref} revoked ({}), grants in_use {} deferred {}",
-                if matches!(revoked, gnttab::Revoked::Done(_)) {
+                if matches!(revoked, grant_table::Revoked::Done(_)) {
                     "at once"
                 } else {
                     "after the backend unmapped"

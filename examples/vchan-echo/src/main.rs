@@ -18,7 +18,7 @@ use alloc::vec;
 use xenfront::control::{self, ShutdownRequest};
 use xenfront::time::{self, NS_PER_MS, NS_PER_SEC};
 use xenfront::vchan::{self, Vchan, VchanError};
-use xenfront::{gnttab, println, Error};
+use xenfront::{grant_table, println, Error};
 
 /// How long one wait lasts before the service looks for a shutdown request.
 const SLICE_NS: u64 = 500 * NS_PER_MS;
@@ -47,7 +47,7 @@ fn serve() -> Result<(), Error> {
     let client =
         u16::try_from(number("client", 0)?).map_err(|_| Error::msg("client=: not a domain id"))?;
     let idle_ns = u64::from(number("idle", 60)?.max(1)) * NS_PER_SEC;
-    let base = gnttab::counters()?.in_use;
+    let base = grant_table::counters()?.in_use;
     println!("vchan-echo: serving {path} for domain {client}");
     let mut n = 0u64;
     let request = loop {
@@ -61,7 +61,7 @@ fn serve() -> Result<(), Error> {
         v.close();
         // The client may still map our pages for a moment: reclaim what
         // it released (the rest is reclaimed on a later pass).
-        gnttab::poll_deferred();
+        grant_table::poll_deferred();
         match end {
             Ok(End::Done { bytes, why }) => {
                 println!("vchan-echo: connection {n}: echoed {bytes} bytes, {why}")
@@ -76,11 +76,11 @@ fn serve() -> Result<(), Error> {
         n += 1;
     };
     let deadline = time::now_ns() + 5 * NS_PER_SEC;
-    while gnttab::counters()?.in_use > base && time::now_ns() < deadline {
-        gnttab::poll_deferred();
+    while grant_table::counters()?.in_use > base && time::now_ns() < deadline {
+        grant_table::poll_deferred();
         time::sleep(10 * NS_PER_MS);
     }
-    let c = gnttab::counters()?;
+    let c = grant_table::counters()?;
     println!(
         "vchan-echo: {} requested after {n} connection(s); grants in_use {} (baseline {base}), deferred {}",
         request.name(),

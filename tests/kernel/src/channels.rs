@@ -27,8 +27,7 @@ use xenfront::chan_env::{OfferedPort, XenChan};
 use xenfront::drivers::demo::{BackEnd, DemoBack, DemoError, DemoFront};
 use xenfront::drivers::vchan::{Vchan, VchanEnv, VchanError};
 use xenfront::event::{self};
-use xenfront::gnttab::{self};
-use xenfront::grant_table::GrantRef;
+use xenfront::grant_table::{self, GrantRef};
 use xenfront::mm;
 use xenfront::time;
 use xenfront::xenstore::{Perm, PermKind};
@@ -74,7 +73,7 @@ pub fn vchan_client_test(_: &Options) -> Verdict {
 /// Runs `body`; SUCCESS only if it succeeded and the grant table is back
 /// at its baseline afterwards.
 fn with_baseline(body: impl FnOnce() -> Result<(), String>) -> Verdict {
-    let base = match gnttab::counters() {
+    let base = match grant_table::counters() {
         Ok(c) => c.in_use,
         Err(e) => {
             println!("error: grant table: {e}");
@@ -98,8 +97,8 @@ fn with_baseline(body: impl FnOnce() -> Result<(), String>) -> Verdict {
 fn back_to_baseline(base: usize) -> bool {
     let deadline = time::now_ns() + 10_000_000_000;
     loop {
-        gnttab::poll_deferred();
-        let c = gnttab::counters().ok();
+        grant_table::poll_deferred();
+        let c = grant_table::counters().ok();
         let (in_use, deferred) = c.map_or((usize::MAX, 0), |c| (c.in_use, c.deferred));
         if (in_use == base && deferred == 0) || time::now_ns() >= deadline {
             println!("grants: in_use {in_use} deferred {deferred} (baseline in_use {base})");
@@ -117,7 +116,7 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     let page = mm::alloc_shared_page().map_err(|e| format!("alloc page: {e}"))?;
     let port = event::alloc_unbound(DOM0).map_err(|e| format!("alloc_unbound: {e}"))?;
     let mut front = DemoFront::new(page.mem(), port).map_err(|e| format!("ring: {e}"))?;
-    let grant = gnttab::grant_page(DOM0, &page, false).map_err(|e| format!("grant: {e}"))?;
+    let grant = grant_table::grant_page(DOM0, &page, false).map_err(|e| format!("grant: {e}"))?;
     drop(page);
     let gref = grant.gref().0;
     let mut env = XenChan;
@@ -185,10 +184,10 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     // Tear down: keys, port, grant (deferred while Dom0 still maps it).
     env.xs_rm("data/demo");
     let _ = event::close(port);
-    match gnttab::revoke(grant) {
-        Ok(gnttab::Revoked::Done(_)) => println!("demo-front: revoked ring-ref {gref}: done"),
+    match grant_table::revoke(grant) {
+        Ok(grant_table::Revoked::Done(_)) => println!("demo-front: revoked ring-ref {gref}: done"),
         Ok(_) => {
-            let c = gnttab::counters().map(|c| c.deferred).unwrap_or(0);
+            let c = grant_table::counters().map(|c| c.deferred).unwrap_or(0);
             println!(
                 "demo-front: revoked ring-ref {gref}: deferred (Dom0 still maps it; {c} deferred)"
             )
@@ -219,7 +218,7 @@ fn demo_back() -> Result<(), String> {
     let port_r = wait_key("data/demo-back/event-channel")?;
     let gref = wait_key("data/demo-back/ring-ref")?;
     let port = event::bind_interdomain(DOM0, port_r).map_err(|e| format!("bind: {e}"))?;
-    let map = match gnttab::map_grant(DOM0, GrantRef(gref), false) {
+    let map = match grant_table::map_grant(DOM0, GrantRef(gref), false) {
         Ok(m) => m,
         Err(e) => {
             let _ = event::close(port);
@@ -243,7 +242,7 @@ fn demo_back() -> Result<(), String> {
         Ok((end, _)) => Err(format!("demo-back: unexpected end {end:?}")),
         Err(e) => Err(format!("demo-back: {e}")),
     };
-    let _ = gnttab::unmap(map);
+    let _ = grant_table::unmap(map);
     let _ = event::close(port);
     out
 }
@@ -304,7 +303,7 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
                         return Err(format!("vchan-client: connection {i}: server not live"));
                     }
                     event::wait(0, time::now_ns() + 200_000_000);
-                    gnttab::poll_deferred();
+                    grant_table::poll_deferred();
                 }
                 Ok(v) => break v,
                 Err((e, err)) => {
@@ -313,7 +312,7 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
                         return Err(format!("vchan-client: connection {i}: {err}"));
                     }
                     event::wait(0, time::now_ns() + 200_000_000);
-                    gnttab::poll_deferred();
+                    grant_table::poll_deferred();
                 }
             }
         };

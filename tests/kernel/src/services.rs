@@ -14,8 +14,7 @@ use crate::options::Options;
 use crate::scenario::Verdict;
 use xenfront::control;
 use xenfront::event;
-use xenfront::gnttab::{self, GnttabError, Revoked};
-use xenfront::grant_table::{GrantError, GrantRef};
+use xenfront::grant_table::{self, GnttabError, GrantError, GrantRef, Revoked};
 use xenfront::mm;
 use xenfront::shared::PAGE_SIZE;
 use xenfront::store::{self, Event};
@@ -306,8 +305,8 @@ fn xenstore_test(port: u32) -> Result<(), String> {
 
 // ---------------------------------------------------------------- test=grant
 
-fn counters() -> Result<gnttab::Counters, String> {
-    gnttab::counters().map_err(|e| format!("grant: {e}"))
+fn counters() -> Result<grant_table::Counters, String> {
+    grant_table::counters().map_err(|e| format!("grant: {e}"))
 }
 
 fn fill_pattern(page: &mm::SharedPage, seed: u8) {
@@ -329,7 +328,7 @@ fn check_pattern(buf: &[u8; PAGE_SIZE], seed: u8) -> Result<(), (usize, u8, u8)>
 }
 
 fn grant_test(port: u32) -> Result<(), String> {
-    let c0 = gnttab::init().map_err(|e| format!("grant: init: {e}"))?;
+    let c0 = grant_table::init().map_err(|e| format!("grant: init: {e}"))?;
     println!("grant: table up ({c0})");
     let base = c0;
 
@@ -337,7 +336,7 @@ fn grant_test(port: u32) -> Result<(), String> {
     let page = mm::alloc_shared_page().map_err(|e| format!("grant: {e}"))?;
     let seed = ((time::now_ns() >> 10) as u8) | 1;
     fill_pattern(&page, seed);
-    let g = gnttab::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
+    let g = grant_table::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
     let gref = g.gref();
     println!("grant: ref {} pattern-seed {seed:02x}", gref.0);
     println!("grant: granted ({})", counters()?);
@@ -345,7 +344,7 @@ fn grant_test(port: u32) -> Result<(), String> {
     // 2. Dom0 says it has the page mapped; revoking must defer.
     wait_for_key("data/grant-mapped", "grant-mapped", |v| v == b"1")?;
     println!("grant: dom0 reports ref {} mapped", gref.0);
-    match gnttab::revoke(g).map_err(|e| format!("grant: revoke: {e}"))? {
+    match grant_table::revoke(g).map_err(|e| format!("grant: revoke: {e}"))? {
         Revoked::Deferred => println!("grant: revoke while mapped: deferred ({})", counters()?),
         Revoked::Done(_) => return Err("grant: revoke while mapped was not deferred".into()),
     }
@@ -368,7 +367,7 @@ fn grant_test(port: u32) -> Result<(), String> {
                 counters()?
             ));
         }
-        reclaimed += gnttab::poll_deferred();
+        reclaimed += grant_table::poll_deferred();
         sleep_ns(port, 20_000_000);
     }
     let c = counters()?;
@@ -389,7 +388,7 @@ fn grant_test(port: u32) -> Result<(), String> {
     let mut grants = Vec::new();
     let t0 = time::now_ns();
     let err = loop {
-        match gnttab::grant_page(0, &page, true) {
+        match grant_table::grant_page(0, &page, true) {
             Ok(g) => grants.push(g),
             Err(e) => break e,
         }
@@ -408,7 +407,8 @@ fn grant_test(port: u32) -> Result<(), String> {
     }
     let t0 = time::now_ns();
     for g in grants {
-        gnttab::end_access(g).map_err(|(g, e)| format!("grant: end_access {}: {e}", g.gref().0))?;
+        grant_table::end_access(g)
+            .map_err(|(g, e)| format!("grant: end_access {}: {e}", g.gref().0))?;
     }
     let t_end = time::now_ns() - t0;
     let c = counters()?;
@@ -423,8 +423,8 @@ fn grant_test(port: u32) -> Result<(), String> {
     let pairs: u64 = 20_000;
     let t0 = time::now_ns();
     for _ in 0..pairs {
-        let g = gnttab::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
-        gnttab::end_access(g).map_err(|(_, e)| format!("grant: end_access: {e}"))?;
+        let g = grant_table::grant_page(0, &page, true).map_err(|e| format!("grant: {e}"))?;
+        grant_table::end_access(g).map_err(|(_, e)| format!("grant: end_access: {e}"))?;
     }
     let t_pairs = time::now_ns() - t0;
     println!(
@@ -439,7 +439,7 @@ fn grant_test(port: u32) -> Result<(), String> {
     drop(page);
 
     // 4. A bad ref from Dom0 is a typed GNTST error.
-    match gnttab::map_grant(0, GrantRef(0x7fff_fff0), true) {
+    match grant_table::map_grant(0, GrantRef(0x7fff_fff0), true) {
         Err(e) => println!("grant: map of a bad ref: {e}"),
         Ok(_) => return Err("grant: mapping a bad ref succeeded".into()),
     }
@@ -456,12 +456,12 @@ fn grant_test(port: u32) -> Result<(), String> {
     let sseed = parse(&pat, 16)
         .and_then(|v| u8::try_from(v).ok())
         .ok_or_else(|| format!("grant: bad data/share-pattern {pat:?}"))?;
-    let m = gnttab::map_grant(0, GrantRef(sref), true)
+    let m = grant_table::map_grant(0, GrantRef(sref), true)
         .map_err(|e| format!("grant: map dom0 ref {sref}: {e}"))?;
     let mut buf = [0u8; PAGE_SIZE];
     m.mem().copy_out(0, &mut buf);
     let va = m.va();
-    gnttab::unmap(m).map_err(|e| format!("grant: unmap dom0 ref {sref}: {e}"))?;
+    grant_table::unmap(m).map_err(|e| format!("grant: unmap dom0 ref {sref}: {e}"))?;
     match check_pattern(&buf, sseed) {
         Ok(()) => println!("grant: mapped dom0 ref {sref} at {va:#x}: pattern {sseed:02x} ok, unmapped"),
         Err((off, got, want)) => {
@@ -481,7 +481,7 @@ fn grant_test(port: u32) -> Result<(), String> {
 fn idle() -> Result<(), String> {
     println!("ready");
     loop {
-        gnttab::poll_deferred();
+        grant_table::poll_deferred();
         if let Some(req) = control::wait(time::now_ns() + time::NS_PER_SEC) {
             println!("shutdown: {} requested", req.name());
             println!("Test result: {}", Verdict::Success);

@@ -19,7 +19,7 @@ use core::fmt;
 
 use spin::Mutex;
 
-use crate::grant_table::{
+use super::table::{
     gntmap, GntStatusError, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantBackend, GrantError,
     GrantRef, GrantTable, Revoke,
 };
