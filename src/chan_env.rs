@@ -14,9 +14,8 @@ use crate::grant_table::{self, ForeignMapping, Grant, GrantRef};
 use crate::hypercall::EvtchnState;
 use crate::mm;
 use crate::shared::SharedMem;
-use crate::store;
 use crate::time;
-use crate::xenstore::{Error, Perm, TxId, XsError};
+use crate::xenstore::{self, Error, Perm, TxId, XsError};
 
 /// The kernel's implementation of the driver traits.
 #[derive(Debug, Default)]
@@ -83,7 +82,7 @@ impl PeerProbe for OfferedPort {
     }
 }
 
-fn xs_err(what: &'static str) -> impl Fn(store::StoreError) -> EnvError {
+fn xs_err(what: &'static str) -> impl Fn(xenstore::StoreError) -> EnvError {
     move |e| EnvError::new(what, e)
 }
 
@@ -92,7 +91,8 @@ impl VchanEnv for XenChan {
     type Map = ForeignMapping;
 
     fn self_domid(&mut self) -> Result<u16, EnvError> {
-        let d = store::with(|c| c.read_u64(TxId::NONE, "domid")).map_err(xs_err("read domid"))?;
+        let d =
+            xenstore::with(|c| c.read_u64(TxId::NONE, "domid")).map_err(xs_err("read domid"))?;
         u16::try_from(d).map_err(|_| EnvError::new("read domid", d))
     }
 
@@ -146,7 +146,7 @@ impl VchanEnv for XenChan {
     }
 
     fn xs_publish(&mut self, entries: &[(&str, &str)], perms: &[Perm]) -> Result<(), EnvError> {
-        store::with(|c| {
+        xenstore::with(|c| {
             c.transaction(|c, tx| {
                 for (k, v) in entries {
                     c.write(tx, k, v.as_bytes())?;
@@ -159,14 +159,14 @@ impl VchanEnv for XenChan {
     }
 
     fn xs_read(&mut self, path: &str) -> Result<Option<Vec<u8>>, EnvError> {
-        match store::with(|c| c.read(TxId::NONE, path)) {
+        match xenstore::with(|c| c.read(TxId::NONE, path)) {
             Ok(v) => Ok(Some(v)),
-            Err(store::StoreError::Xs(Error::Xs(XsError::ENOENT | XsError::EACCES))) => Ok(None),
+            Err(xenstore::StoreError::Xs(Error::Xs(XsError::ENOENT | XsError::EACCES))) => Ok(None),
             Err(e) => Err(EnvError::new("read", e)),
         }
     }
 
     fn xs_rm(&mut self, path: &str) {
-        let _ = store::with(|c| c.rm(TxId::NONE, path));
+        let _ = xenstore::with(|c| c.rm(TxId::NONE, path));
     }
 }

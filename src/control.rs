@@ -15,10 +15,10 @@ use spin::Mutex;
 use crate::event;
 use crate::hypercall::ShutdownReason;
 use crate::kernel;
-use crate::store::{self, ShutdownError};
 use crate::time;
+use crate::xenstore::{self, ShutdownError};
 
-pub use crate::store::ShutdownRequest;
+pub use crate::xenstore::ShutdownRequest;
 
 /// A request already taken from XenStore (sticky).
 static REQUESTED: Mutex<Option<ShutdownRequest>> = Mutex::new(None);
@@ -30,11 +30,11 @@ pub fn poll() -> Option<ShutdownRequest> {
     }
     // The watch fires once when set, once per request and once more for
     // our own acknowledgement: only a fire makes reading the key worth it.
-    let fired = store::with(|c| c.take_watch_events(store::SHUTDOWN_TOKEN)).unwrap_or(0);
+    let fired = xenstore::with(|c| c.take_watch_events(xenstore::SHUTDOWN_TOKEN)).unwrap_or(0);
     if fired == 0 {
         return None;
     }
-    match store::take_shutdown_request() {
+    match xenstore::take_shutdown_request() {
         Ok(Some(r)) => {
             *REQUESTED.lock() = Some(r);
             Some(r)
@@ -53,7 +53,7 @@ pub fn poll() -> Option<ShutdownRequest> {
 
 /// Waits for a request until `deadline_ns` ([`time::now_ns`] scale).
 pub fn wait(deadline_ns: u64) -> Option<ShutdownRequest> {
-    let port = store::port();
+    let port = xenstore::port();
     loop {
         if let Some(r) = poll() {
             return Some(r);

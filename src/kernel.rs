@@ -24,8 +24,8 @@ use crate::platform::Platform;
 use crate::print;
 use crate::println;
 use crate::start_info::c_str;
-use crate::store;
 use crate::time;
+use crate::xenstore;
 
 extern crate alloc;
 
@@ -98,10 +98,10 @@ fn boot(platform: &Platform) {
     // The application reads its words for the rest of the kernel's life.
     crate::app::set_cmdline(alloc::string::String::from(cmdline).leak());
     if let Some(ms) = opts.xs_timeout_ms {
-        store::set_default_timeout(u64::from(ms) * 1_000_000);
+        xenstore::set_default_timeout(u64::from(ms) * 1_000_000);
     }
-    store::init(platform.store).unwrap_or_else(|e| fail("xenstore", e));
-    store::watch_shutdown().unwrap_or_else(|e| fail("xenstore: control/shutdown watch", e));
+    xenstore::init(platform.store).unwrap_or_else(|e| fail("xenstore", e));
+    xenstore::watch_shutdown().unwrap_or_else(|e| fail("xenstore: control/shutdown watch", e));
     match grant_table::init() {
         Ok(c) => println!("grants: table up, {c}"),
         Err(e) => fail("grant table", e),

@@ -11,7 +11,7 @@
 //! | console | [`println!`], [`print!`], [`console`] |
 //! | `xl shutdown` / `xl reboot` | [`control`] |
 //! | time: now, sleep, deadlines, wall clock | [`time`] |
-//! | XenStore: read/write/rm/list/watch/transactions | [`store`] (wire codec: [`xenstore`]) |
+//! | XenStore: read/write/rm/list/watch/transactions | [`xenstore`] |
 //! | event channels | [`event`] |
 //! | granting/revoking pages, mapping foreign grants | [`grant_table`] |
 //! | request/response rings, both roles | [`ring`], [`drivers::demo`] |
@@ -43,7 +43,6 @@ pub mod xenstore;
 pub mod event;
 pub mod hypercall;
 pub mod mm;
-pub mod store;
 pub mod time;
 
 // The application's entry and command line.

@@ -1,7 +1,8 @@
 //! Host tests for the XenStore codec, ring and client.
 
+use super::ring::mask;
 use super::*;
-use crate::shared::TestPages;
+use crate::shared::{SharedMem, TestPages};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

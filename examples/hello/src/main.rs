@@ -10,15 +10,14 @@
 #![no_std]
 #![no_main]
 
-use xenfront::store;
 use xenfront::time::{self, DateTime, NS_PER_SEC};
-use xenfront::xenstore::TxId;
+use xenfront::xenstore::{self, TxId};
 use xenfront::{hypercall, mm, println};
 
 fn hello() -> Result<(), xenfront::Error> {
     let (major, minor) = hypercall::xen_version()?;
-    let domid = store::with(|c| c.read_u64(TxId::NONE, "domid"))?;
-    let name = store::with(|c| c.read_string(TxId::NONE, "name"))?;
+    let domid = xenstore::with(|c| c.read_u64(TxId::NONE, "domid"))?;
+    let name = xenstore::with(|c| c.read_string(TxId::NONE, "name"))?;
     println!(
         "hello: xenfront {} on Xen {major}.{minor}, {} guest, domain {domid} {name:?}",
         env!("CARGO_PKG_VERSION"),

@@ -15,8 +15,8 @@
 use xenfront::chan_env::OfferedPort;
 use xenfront::drivers::demo::DemoFront;
 use xenfront::time::{self, NS_PER_MS, NS_PER_SEC};
-use xenfront::xenstore::{Perm, PermKind};
-use xenfront::{event, grant_table, mm, println, store, Error};
+use xenfront::xenstore::{self, Perm, PermKind};
+use xenfront::{event, grant_table, mm, println, Error};
 
 fn number(key: &str, default: u64) -> Result<u64, Error> {
     match xenfront::arg(key) {
@@ -34,7 +34,7 @@ fn demo() -> Result<(), Error> {
     let backend = u16::try_from(number("backend", 0)?)
         .map_err(|_| Error::msg("backend=: not a domain id"))?;
     let wait_ns = number("wait", 60)?.max(1) * NS_PER_SEC;
-    let me = u16::try_from(store::read_u64("domid")?)
+    let me = u16::try_from(xenstore::read_u64("domid")?)
         .map_err(|_| Error::msg("domid: not a domain id"))?;
 
     let page = mm::alloc_shared_page()?;
@@ -55,7 +55,7 @@ fn demo() -> Result<(), Error> {
             domid: backend,
         },
     ];
-    store::publish(
+    xenstore::publish(
         &[
             ("data/demo/ring-ref", g.as_bytes()),
             ("data/demo/event-channel", p.as_bytes()),
@@ -71,7 +71,7 @@ fn demo() -> Result<(), Error> {
 
     // Tear down whatever happened: keys, port, grant (reclaimed later if
     // the backend still maps the page).
-    let _ = store::rm("data/demo");
+    let _ = xenstore::rm("data/demo");
     let _ = event::close(port);
     let revoked = grant_table::revoke(grant)?;
     let deadline = time::now_ns() + 5 * NS_PER_SEC;

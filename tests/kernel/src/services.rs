@@ -17,9 +17,8 @@ use xenfront::event;
 use xenfront::grant_table::{self, GnttabError, GrantError, GrantRef, Revoked};
 use xenfront::mm;
 use xenfront::shared::PAGE_SIZE;
-use xenfront::store::{self, Event};
 use xenfront::time;
-use xenfront::xenstore::{Error, TxId, XsError};
+use xenfront::xenstore::{self, Error, Event, TxId, XsError};
 
 /// Overall limit for waiting on Dom0 (script start-up in the nested lab
 /// can take many seconds).
@@ -49,7 +48,7 @@ pub fn idle_test(_: &Options) -> Verdict {
 }
 
 fn store_port() -> u32 {
-    store::port().unwrap_or(0)
+    xenstore::port().unwrap_or(0)
 }
 
 fn verdict(r: Result<(), String>) -> Verdict {
@@ -158,8 +157,11 @@ fn sleep_ns(port: u32, ns: u64) {
     }
 }
 
-fn xs<R>(what: &str, f: impl FnOnce(&mut store::Client) -> Result<R, Error>) -> Result<R, String> {
-    store::with(f).map_err(|e| format!("xenstore: {what}: {e}"))
+fn xs<R>(
+    what: &str,
+    f: impl FnOnce(&mut xenstore::Client) -> Result<R, Error>,
+) -> Result<R, String> {
+    xenstore::with(f).map_err(|e| format!("xenstore: {what}: {e}"))
 }
 
 /// Waits (watch + re-read) until `path` exists and satisfies `ok`.
@@ -167,15 +169,15 @@ fn wait_for_key(path: &str, token: &str, ok: impl Fn(&[u8]) -> bool) -> Result<V
     xs("watch", |c| c.watch(path, token))?;
     let deadline = time::now_ns() + DOM0_DEADLINE_NS;
     let r = loop {
-        match store::with(|c| c.read(TxId::NONE, path)) {
+        match xenstore::with(|c| c.read(TxId::NONE, path)) {
             Ok(v) if ok(&v) => break Ok(v),
-            Ok(_) | Err(store::StoreError::Xs(Error::Xs(XsError::ENOENT))) => {}
+            Ok(_) | Err(xenstore::StoreError::Xs(Error::Xs(XsError::ENOENT))) => {}
             Err(e) => break Err(format!("xenstore: read {path}: {e}")),
         }
         if time::now_ns() >= deadline {
             break Err(format!("timed out waiting for {path}"));
         }
-        match store::next_event() {
+        match xenstore::next_event() {
             Ok(_) => {}
             Err(e) => break Err(format!("xenstore: waiting for {path}: {e}")),
         }
@@ -231,10 +233,10 @@ fn xenstore_test(port: u32) -> Result<(), String> {
         if time::now_ns() >= deadline {
             return Err("timed out waiting for data/poke".into());
         }
-        match store::next_event().map_err(|e| format!("xenstore: {e}"))? {
+        match xenstore::next_event().map_err(|e| format!("xenstore: {e}"))? {
             Some(Event::Watch(ev)) if ev.token == "poke" => {
                 fired += 1;
-                match store::with(|c| c.read(TxId::NONE, "data/poke")) {
+                match xenstore::with(|c| c.read(TxId::NONE, "data/poke")) {
                     Ok(v) if !v.is_empty() => break (ev.path, v),
                     _ => {} // the initial fire, before Dom0 wrote
                 }
@@ -277,8 +279,8 @@ fn xenstore_test(port: u32) -> Result<(), String> {
     }
 
     // 5. A missing key is an error value, not a crash.
-    match store::with(|c| c.read(TxId::NONE, "data/no-such-key")) {
-        Err(store::StoreError::Xs(Error::Xs(e))) => {
+    match xenstore::with(|c| c.read(TxId::NONE, "data/no-such-key")) {
+        Err(xenstore::StoreError::Xs(Error::Xs(e))) => {
             println!("xenstore: read data/no-such-key: {}", e.name());
             if e != XsError::ENOENT {
                 return Err(format!("missing key gave {}", e.name()));

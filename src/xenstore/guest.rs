@@ -15,12 +15,13 @@ use core::fmt;
 
 use spin::Mutex;
 
+use super::client::{XenStore, XsTransport};
+use super::wire::{Error, TxId, WatchEvent, XsError};
 use crate::event;
 use crate::hypercall::ShutdownReason;
 use crate::platform::RingPage;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::time;
-use crate::xenstore::{Error, TxId, WatchEvent, XenStore, XsError, XsTransport};
 
 /// Default limit for one wait for xenstored (the nested lab is slow).
 pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;

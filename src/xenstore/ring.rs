@@ -1,0 +1,106 @@
+//! The shared byte ring: `struct xenstore_domain_interface`
+//! (xen/include/public/io/xs_wire.h), two 1024-byte byte rings with
+//! free-running u32 indices; the peer's index is validated
+//! (`prod − cons ≤ 1024`) before any byte is copied.
+
+use super::wire::Error;
+use crate::shared::{mb, rmb, wmb, SharedMem};
+
+/// `XENSTORE_RING_SIZE`: size of each byte ring in the interface page.
+pub const XENSTORE_RING_SIZE: usize = 1024;
+
+const OFF_REQ: usize = 0;
+const OFF_RSP: usize = 1024;
+const OFF_REQ_CONS: usize = 2048;
+const OFF_REQ_PROD: usize = 2052;
+const OFF_RSP_CONS: usize = 2056;
+const OFF_RSP_PROD: usize = 2060;
+const OFF_SERVER_FEATURES: usize = 2064;
+const OFF_CONNECTION: usize = 2068;
+const OFF_ERROR: usize = 2072;
+const INTERFACE_SIZE: usize = 2076;
+
+/// The guest side of the XenStore interface page.
+pub struct XsRing {
+    mem: SharedMem,
+}
+
+/// `MASK_XENSTORE_IDX`.
+pub(super) fn mask(i: u32) -> usize {
+    (i as usize) & (XENSTORE_RING_SIZE - 1)
+}
+
+impl XsRing {
+    /// Wraps the interface page (PV `start_info.store_mfn`, PVH
+    /// `HVM_PARAM_STORE_PFN`).
+    pub fn new(mem: SharedMem) -> Result<XsRing, Error> {
+        if mem.len() < INTERFACE_SIZE {
+            return Err(Error::BadRingPage);
+        }
+        Ok(XsRing { mem })
+    }
+
+    /// `server_features` (1 = XENSTORE_SERVER_FEATURE_RECONNECTION, 2 = ERROR).
+    pub fn server_features(&self) -> u32 {
+        self.mem.load_u32(OFF_SERVER_FEATURES)
+    }
+
+    /// `connection` (0 connected, 1 reconnect in progress).
+    pub fn connection(&self) -> u32 {
+        self.mem.load_u32(OFF_CONNECTION)
+    }
+
+    /// `error` (0 none, 1 COMM, 2 RINGIDX, 3 PROTO).
+    pub fn error(&self) -> u32 {
+        self.mem.load_u32(OFF_ERROR)
+    }
+
+    /// Copies as much of `data` as fits into the request ring; returns the
+    /// number of bytes queued (0 if full). Caller notifies if > 0.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let cons = self.mem.load_u32(OFF_REQ_CONS);
+        let prod = self.mem.load_u32(OFF_REQ_PROD);
+        mb(); // read cons before overwriting the bytes it frees
+        let used = prod.wrapping_sub(cons);
+        if used as usize > XENSTORE_RING_SIZE {
+            return Err(Error::BadRingIndex { prod, cons });
+        }
+        let n = data.len().min(XENSTORE_RING_SIZE - used as usize);
+        let mut done = 0;
+        while done < n {
+            let off = mask(prod.wrapping_add(done as u32));
+            let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
+            self.mem.copy_in(OFF_REQ + off, &data[done..done + chunk]);
+            done += chunk;
+        }
+        wmb(); // bytes before the index
+        self.mem
+            .store_u32(OFF_REQ_PROD, prod.wrapping_add(n as u32));
+        Ok(n)
+    }
+
+    /// Copies available response bytes into `buf`; returns the count (0 if
+    /// none). Caller notifies if > 0 (xenstored may be waiting for space).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let prod = self.mem.load_u32(OFF_RSP_PROD);
+        rmb(); // index before bytes
+        let cons = self.mem.load_u32(OFF_RSP_CONS);
+        let avail = prod.wrapping_sub(cons);
+        if avail as usize > XENSTORE_RING_SIZE {
+            return Err(Error::BadRingIndex { prod, cons });
+        }
+        let n = buf.len().min(avail as usize);
+        let mut done = 0;
+        while done < n {
+            let off = mask(cons.wrapping_add(done as u32));
+            let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
+            self.mem
+                .copy_out(OFF_RSP + off, &mut buf[done..done + chunk]);
+            done += chunk;
+        }
+        mb(); // finish reading before releasing the space
+        self.mem
+            .store_u32(OFF_RSP_CONS, cons.wrapping_add(n as u32));
+        Ok(n)
+    }
+}
