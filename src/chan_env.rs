@@ -6,10 +6,8 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use crate::drivers::console::Events;
-use crate::drivers::demo::PeerProbe;
 use crate::drivers::vchan::{EnvError, PortState, VchanEnv};
-use crate::event::{self, XenEvents};
+use crate::event::{self, Events, PeerProbe, XenEvents};
 use crate::grant_table::{self, ForeignMapping, Grant, GrantRef};
 use crate::hypercall::EvtchnState;
 use crate::mm;

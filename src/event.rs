@@ -24,13 +24,13 @@
 //! re-checks pending atomically, so no wakeup is lost).
 //!
 //! The only caller of the `EVTCHNOP_*` hypercalls. Drivers never issue
-//! hypercalls: they get [`XenEvents`] through a small trait.
+//! hypercalls: they get [`XenEvents`] through a small trait ([`Events`];
+//! [`PeerProbe`] for a vanished peer).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
 
-use crate::drivers::console;
 use crate::hypercall::{self, Errno, EvtchnState};
 use crate::shared::SharedMem;
 use crate::time;
@@ -582,11 +582,31 @@ pub fn wait(port: u32, deadline_ns: u64) {
     }
 }
 
+/// What a driver (console, demo ring, vchan) needs from the event layer;
+/// [`XenEvents`] is the kernel's implementation, host tests use fakes.
+pub trait Events {
+    /// Signal the backend on `port` (EVTCHNOP_send).
+    fn notify(&self, port: u32);
+    /// Clear a pending event on `port`; called before re-checking the ring,
+    /// so a notification that arrives afterwards ends the next `wait`.
+    fn clear(&self, port: u32);
+    /// Sleep until `port` is pending or the clock reaches `deadline_ns`.
+    fn wait(&self, port: u32, deadline_ns: u64);
+    /// Monotonic time in ns.
+    fn now_ns(&self) -> u64;
+}
+
+/// Whether the other end of an event channel is gone (kernel:
+/// `EVTCHNOP_status` no longer `interdomain`).
+pub trait PeerProbe {
+    fn peer_gone(&self, port: u32) -> bool;
+}
+
 /// The event operations drivers get (they never issue hypercalls).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenEvents;
 
-impl console::Events for XenEvents {
+impl Events for XenEvents {
     fn notify(&self, port: u32) {
         notify(port)
     }

@@ -13,6 +13,7 @@
 
 use core::fmt;
 
+use crate::event::Events;
 use crate::shared::{mb, wmb, SharedMem, PAGE_SIZE};
 
 const IN_OFF: usize = 0;
@@ -28,19 +29,6 @@ const OUT_PROD: usize = 3084;
 pub const WAIT_TIMEOUT_NS: u64 = 2_000_000_000;
 /// Upper bound on wake-ups per wait, in case time does not advance.
 pub const MAX_WAKEUPS: u32 = 100_000;
-
-/// What the console needs from the event layer.
-pub trait Events {
-    /// Signal the backend on `port` (EVTCHNOP_send).
-    fn notify(&self, port: u32);
-    /// Clear a pending event on `port`; called before re-checking the ring,
-    /// so a notification that arrives afterwards ends the next `wait`.
-    fn clear(&self, port: u32);
-    /// Sleep until `port` is pending or the clock reaches `deadline_ns`.
-    fn wait(&self, port: u32, deadline_ns: u64);
-    /// Monotonic time in ns.
-    fn now_ns(&self) -> u64;
-}
 
 /// Why console I/O was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

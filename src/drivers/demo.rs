@@ -30,7 +30,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::console::Events;
+use crate::event::{Events, PeerProbe};
 use crate::ring::{BackRing, FrontRing, RingError, RingStats};
 use crate::shared::SharedMem;
 
@@ -56,12 +56,6 @@ pub fn answer(req: DemoMsg) -> DemoMsg {
         status: req.status.wrapping_add(1),
         operation: req.operation,
     }
-}
-
-/// Whether the other end of an event channel is gone (kernel:
-/// `EVTCHNOP_status` no longer `interdomain`).
-pub trait PeerProbe {
-    fn peer_gone(&self, port: u32) -> bool;
 }
 
 /// Why a demo endpoint disconnected.

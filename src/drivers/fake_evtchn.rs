@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::console::Events;
+use crate::event::Events;
 
 #[derive(Debug)]
 struct Link {

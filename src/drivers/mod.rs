@@ -1,6 +1,8 @@
 //! Device drivers. Drivers never issue hypercalls themselves: they get the
 //! event-channel operations they need (notify, wait) from the event layer
-//! through a small trait, which also makes them testable on the host.
+//! through small traits ([`Events`](crate::event::Events),
+//! [`PeerProbe`](crate::event::PeerProbe)), which also makes them testable
+//! on the host. Core services never import from here.
 
 pub mod console;
 pub mod demo;

@@ -57,7 +57,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::console::Events;
+use crate::event::Events;
 use crate::shared::{mb, rmb, wmb, SharedMem, PAGE_SIZE};
 use crate::xenstore::{Perm, PermKind};
 
