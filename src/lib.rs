@@ -11,8 +11,9 @@
 //! | console | [`println!`], [`print!`], [`console`] |
 //! | `xl shutdown` / `xl reboot` | [`control`] |
 //! | time: now, sleep, deadlines, wall clock | [`time`] |
-//! | XenStore: read/write/rm/list/watch/transactions | [`xenstore`] |
+//! | XenStore: read/write/rm/list/publish/watch/transactions | [`xenstore`] |
 //! | event channels | [`event`] |
+//! | pages to share with another domain | [`mm::alloc_shared_page`] |
 //! | granting/revoking pages, mapping foreign grants | [`grant_table`] |
 //! | request/response rings, both roles | [`ring`], [`drivers::demo`] |
 //! | vchan byte streams, server and client | [`vchan`] |
@@ -24,41 +25,43 @@
 //! the host but fail with ENOSYS there.
 #![cfg_attr(not(test), no_std)]
 
-// Guest only: PV and PVH entry, traps, page tables. Not application API.
+// Arch: PV and PVH entry, traps, page tables (guest only, not application
+// API), and the Platform they hand to the kernel.
 #[cfg(target_os = "none")]
 pub(crate) mod arch;
-
-// Pure protocol logic, host-tested.
-pub mod cmdline;
-pub mod drivers;
-pub mod errno;
-pub mod grant_table;
 pub mod platform;
-pub mod ring;
+
+// Hypercalls and wire structs: the Xen ABI and the one door to shared memory.
+pub mod errno;
+pub mod hypercall;
 pub mod shared;
 pub mod start_info;
-pub mod xenstore;
 
-// Xen interface: compiles everywhere, only useful inside a guest.
+// Core services: memory, event channels, time, grant table, XenStore.
 pub mod event;
-pub mod hypercall;
-pub mod mm;
-pub mod time;
-
-// The application's entry and command line.
-pub mod app;
-pub use app::{arg, args, Error};
-
-// Guest only: entry, console, boot order, panic handler, the services'
-// guest singletons.
-#[cfg(target_os = "none")]
-pub mod chan_env;
-#[cfg(target_os = "none")]
-pub mod control;
+pub mod grant_table;
 #[cfg(target_os = "none")]
 pub mod heap;
+pub mod mm;
+pub mod time;
+pub mod xenstore;
+
+// XenBus/drivers: io/ring.h rings, the split drivers, their kernel environment.
+#[cfg(target_os = "none")]
+pub mod chan_env;
+pub mod drivers;
+pub mod ring;
+
+// Kernel: command line, boot order, shutdown, panic handler.
+pub mod cmdline;
 #[cfg(target_os = "none")]
 pub mod kernel;
+
+// Application API: entry and arguments, control, console, vchan.
+pub mod app;
+pub use app::{arg, args, Error};
+#[cfg(target_os = "none")]
+pub mod control;
 #[cfg(target_os = "none")]
 #[macro_use]
 pub mod print;
