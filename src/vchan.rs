@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Every blocking call takes a timeout; a peer that disappears (its event
-//! channel closes) ends the stream with [`VchanError::Closed`].
+//! channel closes without saying goodbye) ends the stream with
+//! [`VchanError::PeerGone`]; one that closes properly with
+//! [`VchanError::Closed`].
 
 extern crate alloc;
 

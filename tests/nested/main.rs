@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use lab::Scenario;
 
+mod apps;
 mod bench;
 mod common;
 mod demo;
@@ -41,6 +42,7 @@ const MODULES: &[Module] = &[
     ("vchan", vchan::scenarios),
     ("soak", soak::scenarios),
     ("bench", bench::scenarios),
+    ("apps", apps::scenarios),
 ];
 
 fn main() -> ExitCode {

@@ -1,0 +1,393 @@
+//! The example appliances (examples/) and an application crate made from
+//! docs/app.md outside the workspace, booted PV and PVH from the same ELF
+//! with their own xl configs (xl-config/<example>.cfg). Every assertion is
+//! on what the application printed, what Dom0 read back and how the domain
+//! shut down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use lab::{Outcome, Scenario, Shutdown};
+
+use crate::common::{line, lines, out, peer, root, Mode};
+
+/// A guest image built by `./xf build`.
+pub fn image(name: &str) -> PathBuf {
+    root().join("target/x86_64-unknown-none/release").join(name)
+}
+
+/// `<mode>-app-<name>`: `image` with `config` (its type= replaced for PVH,
+/// as `xl create cfg 'type="pvh"'` would do on a real host).
+fn app(mode: Mode, name: &str, image: PathBuf, config: PathBuf) -> Scenario {
+    let s = Scenario::new(format!("{}-app-{name}", mode.name()), image, config)
+        .timeout_secs(60)
+        .marker(mode.banner());
+    match mode {
+        Mode::Pv => s,
+        Mode::Pvh => s.config_line("type = \"pvh\""),
+    }
+}
+
+fn example(mode: Mode, name: &str) -> Scenario {
+    app(
+        mode,
+        name,
+        image(name),
+        root().join(format!("xl-config/{name}.cfg")),
+    )
+}
+
+// ------------------------------------------------------------------ hello
+
+/// `hello: xenfront <v> on Xen <M>.<m>, <pv|pvh> guest, domain <id> "<name>"`
+fn check_hello(o: &Outcome, mode: Mode) -> Result<(), String> {
+    let l = line(o, "hello: xenfront ")?;
+    let want_tail = format!(
+        "{} guest, domain {} {:?}",
+        mode.name(),
+        o.domid.ok_or("no domid")?,
+        o.domain
+    );
+    if !l.ends_with(&want_tail) {
+        return Err(format!("hello line {l:?} does not end with {want_tail:?}"));
+    }
+    let info = out(o, "xl-info")?;
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|x| x.strip_prefix(k)?.trim_start().strip_prefix(':'))
+            .map(str::trim)
+            .ok_or_else(|| format!("no {k} in xl info"))
+    };
+    let xen = format!("Xen {}.{},", field("xen_major")?, field("xen_minor")?);
+    if !l.contains(&xen) {
+        return Err(format!("hello line {l:?}: Dom0's xl info says {xen}"));
+    }
+    // memory=4 in xl-config/hello.cfg: 1024 pages.
+    let pages: u64 = lines(o)
+        .filter_map(|l| l.strip_prefix("hello: "))
+        .find(|l| l.contains(" pages, "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .ok_or("no `hello: <n> pages` line")?;
+    if pages != 1024 {
+        return Err(format!("hello saw {pages} pages, memory=4 is 1024"));
+    }
+    // The kernel's own option is not among the application's words.
+    let args = line(o, "hello: args: ")?;
+    if args != "greeting=hi" {
+        return Err(format!("application words {args:?}, want \"greeting=hi\""));
+    }
+    Ok(())
+}
+
+fn hello(mode: Mode) -> Vec<Scenario> {
+    vec![
+        example(mode, "hello")
+            .extra("greeting=hi xf.xs-timeout=5000")
+            .dom0_script("xl info > \"$OUT/xl-info\"")
+            .marker("hello: done")
+            .shutdown(Some(Shutdown::Poweroff))
+            .check(move |o| check_hello(o, mode)),
+        // A bad kernel option is named, then the domain crashes before the
+        // application runs.
+        app(
+            mode,
+            "hello-bad-option",
+            image("hello"),
+            root().join("xl-config/hello.cfg"),
+        )
+        .extra("xf.xs-timeout=0x10")
+        .marker("error: cmdline: invalid value '0x10' for option 'xf.xs-timeout'")
+        .shutdown(Some(Shutdown::Crash))
+        .check(|o| match lines(o).any(|l| l.starts_with("hello:")) {
+            true => Err("the application ran despite a bad kernel option".into()),
+            false => Ok(()),
+        }),
+    ]
+}
+
+// ------------------------------------------------------------- vchan-echo
+
+/// Kill moments (ms after the proxy started) of the handshake-kill round:
+/// from before it reads XenStore to well into a connection.
+const KILL_MS: &[u32] = &[0, 5, 10, 20, 40, 80, 160, 320, 640];
+/// Full connections at the end, 1 MiB each, sha256 compared.
+const FULL: u32 = 3;
+
+const VCHAN_ECHO_SCRIPT: &str = r#"
+set -u
+D=/local/domain/$DOMID
+V=$D/data/vchan
+head -c 1048576 /dev/urandom >/tmp/e.big
+head -c 4096 /dev/urandom >/tmp/e.small
+ms_now() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+count() { grep -c -E "$1" "$CONSOLE_LOG"; }
+more_than() { [ "$(count "$1")" -gt "$2" ]; }
+wait_console 'vchan-echo: listening \(connection 0\)' 60
+# The socket-mode proxy opens one vchan connection per accepted socket.
+vchan-socket-proxy "$DOMID" "$V" /tmp/e.sock >"$OUT/proxy.out" 2>&1 &
+S=$!
+wait_socket /tmp/e.sock 20 || exit 4
+# Killed clients keep their stdin open (a FIFO we hold) and send nothing.
+rm -f /tmp/hold; mkfifo /tmp/hold; exec 3<>/tmp/hold
+k=0
+for d in KILL_MS; do
+  # SIGKILLed d ms after it started: anywhere in the handshake, or after.
+  vchan-socket-proxy "$DOMID" "$V" - </tmp/hold >/dev/null 2>&1 &
+  K=$!
+  [ "$d" -gt 0 ] && usleep $((d * 1000))
+  kill -9 $K 2>/dev/null
+  wait $K 2>/dev/null
+  t0=$(ms_now)
+  # The service must serve the next client: a short echo, bounded.
+  "$FILES/xf-vchan-pump" --connect /tmp/e.sock --in /tmp/e.small --pings 5 --timeout-ms 30000 >"$OUT/probe$k.out" 2>&1
+  echo "$? $(( $(ms_now) - t0 ))" >"$OUT/probe$k.status"
+  k=$((k+1))
+done
+exec 3>&-
+# A client killed in the middle of a 1 MiB transfer.
+c=$(count 'connection [0-9]+: connected')
+"$FILES/xf-vchan-pump" --connect /tmp/e.sock --in /tmp/e.big --timeout-ms 30000 >"$OUT/midkill.out" 2>&1 &
+M=$!
+xf_poll 30 more_than 'connection [0-9]+: connected' "$c" || echo "mid-transfer client never connected"
+usleep 300000
+kill -9 $S; wait $S 2>/dev/null; wait $M 2>/dev/null
+rm -f /tmp/e.sock
+vchan-socket-proxy "$DOMID" "$V" /tmp/e.sock >>"$OUT/proxy.out" 2>&1 &
+S=$!
+wait_socket /tmp/e.sock 20 || exit 4
+# Full connections, one after another.
+r=0
+while [ $r -lt FULL ]; do
+  "$FILES/xf-vchan-pump" --connect /tmp/e.sock --in /tmp/e.big --out /tmp/e.out --pings 20 --timeout-ms 60000 >"$OUT/full$r.out" 2>&1
+  echo $? >"$OUT/full$r.status"
+  sha256sum </tmp/e.big | cut -d' ' -f1 >"$OUT/full$r.sha-in"
+  sha256sum </tmp/e.out | cut -d' ' -f1 >"$OUT/full$r.sha-out"
+  rm -f /tmp/e.out
+  r=$((r+1))
+done
+kill $S 2>/dev/null; wait $S 2>/dev/null
+# Once the service listens again (one more `listening` than ended
+# connections), ask it to stop.
+listening() {
+  [ "$(count 'vchan-echo: listening')" -gt "$(count 'vchan-echo: connection [0-9]+: (echoed|client left)')" ]
+}
+xf_poll 30 listening || echo "service not listening again after the last connection"
+xl shutdown "$DOMID"
+"#;
+
+fn vchan_echo_script() -> String {
+    let kills: Vec<String> = KILL_MS.iter().map(u32::to_string).collect();
+    VCHAN_ECHO_SCRIPT
+        .replace("KILL_MS", &kills.join(" "))
+        .replace("FULL", &FULL.to_string())
+}
+
+fn check_vchan_echo(o: &Outcome) -> Result<(), String> {
+    let mut worst_ms = 0u64;
+    for (k, d) in KILL_MS.iter().enumerate() {
+        let st = out(o, &format!("probe{k}.status"))?;
+        let (code, ms) = st.split_once(' ').ok_or(format!("probe{k}: {st:?}"))?;
+        let p = out(o, &format!("probe{k}.out"))?;
+        if code != "0" || !p.contains("pings 5/5 ok") {
+            return Err(format!(
+                "client after a kill at {d} ms was not served (exit {code}): {p}"
+            ));
+        }
+        worst_ms = worst_ms.max(ms.parse().unwrap_or(0));
+    }
+    for r in 0..FULL {
+        let st = out(o, &format!("full{r}.status"))?;
+        let p = out(o, &format!("full{r}.out"))?;
+        let (a, b) = (
+            out(o, &format!("full{r}.sha-in"))?,
+            out(o, &format!("full{r}.sha-out"))?,
+        );
+        if st != "0" || a != b || a.len() != 64 {
+            return Err(format!(
+                "full connection {r}: exit {st}, sha256 {a} vs {b}: {p}"
+            ));
+        }
+    }
+    // The application saw the request and left its grants at baseline.
+    let last = line(o, "vchan-echo: poweroff requested after ")?;
+    let in_use = num_after(last, "in_use").ok_or(format!("no in_use in {last:?}"))?;
+    let base = num_after(last, "(baseline").ok_or(format!("no baseline in {last:?}"))?;
+    let deferred = num_after(last, "deferred").unwrap_or(u64::MAX);
+    if in_use != base || deferred != 0 {
+        return Err(format!("grants not back at baseline: {last:?}"));
+    }
+    let handshake = lines(o)
+        .filter(|l| l.contains("client left during the handshake"))
+        .count();
+    let gone = lines(o).filter(|l| l.contains("peer gone")).count();
+    println!(
+        "    figure: vchan-echo: {} kills ({handshake} noticed in the handshake, {gone} as peer gone), next client served within {worst_ms} ms at worst; {FULL} x 1 MiB echoed, sha256 equal",
+        KILL_MS.len()
+    );
+    Ok(())
+}
+
+/// The number after `word` in `s`.
+fn num_after(s: &str, word: &str) -> Option<u64> {
+    let i = s.find(word)? + word.len();
+    let rest = s[i..].trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn vchan_echo(mode: Mode) -> Scenario {
+    example(mode, "vchan-echo")
+        .file(peer("xf-vchan-pump"), "xf-vchan-pump")
+        .dom0_script(vchan_echo_script())
+        .timeout_secs(420)
+        .marker("vchan-echo: serving data/vchan for domain 0")
+        .shutdown(Some(Shutdown::Poweroff))
+        .script_status(0)
+        .check(check_vchan_echo)
+}
+
+// -------------------------------------------------------------- ring-demo
+
+fn ring_demo(mode: Mode) -> Scenario {
+    example(mode, "ring-demo")
+        .extra("requests=5000")
+        .file(peer("xf-ring-back"), "xf-ring-back")
+        .dom0_script(
+            "\"$FILES/xf-ring-back\" \"$DOMID\" \"/local/domain/$DOMID/data/demo\" --count 5000 >\"$OUT/ring-back.out\" 2>&1; echo $? >\"$OUT/ring-back.status\"",
+        )
+        .marker("ring-demo: 5000/5000 responses ok")
+        .shutdown(Some(Shutdown::Poweroff))
+        .check(|o| {
+            let st = out(o, "ring-back.status")?;
+            let rb = out(o, "ring-back.out")?;
+            if st != "0" || !rb.contains("answered 5000") {
+                return Err(format!("xf-ring-back exit {st}: {rb}"));
+            }
+            let l = line(o, "ring-demo: ring-ref ")?;
+            if !l.contains("grants in_use 0 deferred 0") {
+                return Err(format!("grants not released: {l:?}"));
+            }
+            Ok(())
+        })
+}
+
+// ---------------------------------------- an application outside the tree
+
+/// The files docs/app.md asks a user to write: every fenced block whose
+/// info string has `file=<path>`.
+fn app_md_files() -> Result<Vec<(String, String)>, String> {
+    let md = std::fs::read_to_string(root().join("docs/app.md"))
+        .map_err(|e| format!("docs/app.md: {e}"))?;
+    let mut files = Vec::new();
+    let mut it = md.lines();
+    while let Some(l) = it.next() {
+        let Some(name) = l.strip_prefix("```").and_then(|info| {
+            info.split_whitespace()
+                .find_map(|w| w.strip_prefix("file="))
+        }) else {
+            continue;
+        };
+        let body: Vec<&str> = it.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        files.push((name.to_string(), body.join("\n") + "\n"));
+    }
+    if files.len() < 3 {
+        return Err(format!("docs/app.md names only {} file(s)", files.len()));
+    }
+    Ok(files)
+}
+
+/// Writes the crate of docs/app.md into a fresh directory outside the
+/// workspace (xenfront as a path dependency) and builds it with the
+/// commands the page gives. The image path, or why it failed.
+fn build_outside_app() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("xenfront-app-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, body) in app_md_files()? {
+        let body = body.replace(
+            "path = \"../xenfront\"",
+            &format!("path = {:?}", root().display().to_string()),
+        );
+        let p = dir.join(&name);
+        std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    // The same toolchain as the library (rust-toolchain.toml pins it).
+    std::fs::copy(
+        root().join("rust-toolchain.toml"),
+        dir.join("rust-toolchain.toml"),
+    )
+    .map_err(|e| e.to_string())?;
+    let target = root().join("target/app-outside");
+    // The rustup proxy, as a user would run it: it honours the crate's
+    // rust-toolchain.toml (the toolchain binary in $CARGO would not).
+    let o = Command::new("cargo")
+        .current_dir(&dir)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .map_err(|e| format!("cargo build in {}: {e}", dir.display()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "cargo build --release in {} failed:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    let elf = target.join("x86_64-unknown-none/release/greeter");
+    if !is_elf(&elf) {
+        return Err(format!("{} is not an ELF image", elf.display()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(elf)
+}
+
+fn is_elf(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF"))
+}
+
+static OUTSIDE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+fn outside(mode: Mode) -> Vec<Scenario> {
+    let built = OUTSIDE.get_or_init(|| {
+        let r = build_outside_app();
+        if let Err(e) = &r {
+            println!("apps: the docs/app.md application did not build: {e}");
+        }
+        r
+    });
+    // A failed build leaves no image: the lab's host check fails the
+    // scenarios, and the build error was printed above.
+    let elf = built
+        .clone()
+        .unwrap_or_else(|_| root().join("target/app-outside/build-failed"));
+    let cfg = root().join("xl-config/hello.cfg");
+    vec![
+        app(mode, "outside", elf.clone(), cfg.clone())
+            .extra("name=Xen")
+            .marker("greeter: hello, Xen, from domain ")
+            .marker(format!("({})", mode.name()))
+            .shutdown(Some(Shutdown::Poweroff)),
+        app(mode, "outside-err", elf, cfg)
+            .extra("name=")
+            .marker("error: greeter: name= is empty")
+            .shutdown(Some(Shutdown::Crash)),
+    ]
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    let mut v = Vec::new();
+    for mode in Mode::ALL {
+        v.extend(hello(mode));
+        v.push(vchan_echo(mode));
+        v.push(ring_demo(mode));
+        v.extend(outside(mode));
+    }
+    v
+}
