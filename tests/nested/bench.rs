@@ -13,7 +13,8 @@ use crate::common::Mode;
 
 const PROBE: &str = r#"
 set -u
-K=$SCENARIO_DIR/kernel
+K=${PROBE_KERNEL:-$SCENARIO_DIR/kernel}
+MARK=${PROBE_MARK:-Test result: SUCCESS}
 probe() {
   n=xfmem-$1-$2
   cat > /tmp/$n.cfg <<EOC
@@ -36,7 +37,7 @@ EOC
   res=fails
   i=0
   while [ $i -lt 100 ]; do
-    if grep -q "Test result: SUCCESS" "$log" 2>/dev/null; then res=boots; break; fi
+    if grep -q "$MARK" "$log" 2>/dev/null; then res=boots; break; fi
     st=$(xl list "$n" 2>/dev/null | awk 'NR==2 {print $5}')
     case "$st" in *c*|*s*) break ;; esac
     sleep 0.2
@@ -75,15 +76,25 @@ fn check(o: &Outcome) -> Result<(), String> {
 }
 
 pub fn scenarios() -> Vec<Scenario> {
-    // Declared with the PVH config so that it is not twinned: the script
-    // probes both modes itself.
-    vec![Mode::Pvh
-        .scenario("bench-memory")
-        .extra("test=idle")
-        .dom0_script(PROBE)
-        .timeout_secs(300)
-        .marker("ready")
-        .shutdown(Some(Shutdown::Poweroff))
-        .script_status(0)
-        .check(check)]
+    // Declared with the PVH config so that they are not twinned: the
+    // script probes both modes itself while the scenario's guest idles.
+    let idle = |name: &str| {
+        Mode::Pvh
+            .scenario(name)
+            .extra("test=idle")
+            .timeout_secs(300)
+            .marker("ready")
+            .shutdown(Some(Shutdown::Poweroff))
+            .script_status(0)
+            .check(check)
+    };
+    vec![
+        idle("bench-memory").dom0_script(PROBE),
+        // The smallest appliance: the hello example, shipped as a file.
+        idle("bench-memory-hello")
+            .file(crate::apps::image("hello"), "hello")
+            .dom0_script(format!(
+                "PROBE_KERNEL=$FILES/hello\nPROBE_MARK='hello: done'\n{PROBE}"
+            )),
+    ]
 }

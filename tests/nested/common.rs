@@ -145,6 +145,8 @@ pub fn boot_figures(outcomes: &[Outcome]) -> String {
     const ROWS: &[(&str, &[&str])] = &[
         ("xenfront pv", &["pv-boot-hello"]),
         ("xenfront pvh", &["pvh-boot-hello"]),
+        ("hello pv", &["pv-app-hello"]),
+        ("hello pvh", &["pvh-app-hello"]),
         ("linux pv", &["linux-pv-boot-baseline", "linux-pv"]),
         ("linux pvh", &["linux-pvh-boot-baseline", "linux-pvh"]),
     ];

@@ -8,8 +8,6 @@
 
 use lab::Outcome;
 
-use crate::common::kernel;
-
 /// One row: a label, the scenario per column (xenfront pv, xenfront pvh,
 /// Linux pv), the text a line must contain and the unit the number precedes.
 struct Row {
@@ -141,6 +139,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     // Boot: the guest's own start (unpause → first console line) and the whole
     // `xl create` → first line, xenfront vs Debian's Linux in the same boot.
     type Timing = fn(&Outcome) -> Option<std::time::Duration>;
+    // xenfront: the hello example (the test kernel if it did not run).
     let timings: [(&str, Timing); 2] = [
         ("boot: xl create -> 1st console line, s", |o| {
             o.t_create_first_line
@@ -158,8 +157,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
                 .map(|d| d.as_secs_f64())
         };
         let v = [
-            secs("pv-boot-hello"),
-            secs("pvh-boot-hello"),
+            secs("pv-app-hello").or_else(|| secs("pv-boot-hello")),
+            secs("pvh-app-hello").or_else(|| secs("pvh-boot-hello")),
             secs("linux-pv-boot-baseline").or_else(|| secs("linux-pv")),
         ];
         if v.iter().all(Option::is_none) {
@@ -178,22 +177,29 @@ pub fn table(outcomes: &[Outcome]) -> String {
             ratio
         );
     }
-    if let Some(o) = outcomes.iter().find(|o| o.name.ends_with("bench-memory")) {
-        for mode in ["pv", "pvh"] {
-            let min = o
-                .out_files
+    for (scenario, image) in [
+        ("bench-memory", "test kernel"),
+        ("bench-memory-hello", "hello"),
+    ] {
+        let Some(o) = outcomes.iter().find(|o| o.name.ends_with(scenario)) else {
+            continue;
+        };
+        let min = |mode: &str| {
+            o.out_files
                 .get(&format!("min-memory-{mode}"))
                 .map(|s| s.trim().to_string())
-                .unwrap_or_else(|| "-".into());
-            body += &format!(
-                "{:38} {:>12}\n",
-                format!("smallest memory= that boots ({mode}), MiB"),
-                min
-            );
-        }
+        };
+        body += &format!(
+            "{:38} {:>12} {:>12}\n",
+            format!("smallest memory= ({image}), MiB"),
+            min("pv").unwrap_or_else(|| "-".into()),
+            min("pvh").unwrap_or_else(|| "-".into())
+        );
     }
-    if let Ok(m) = std::fs::metadata(kernel()) {
-        body += &format!("{:38} {:>12}\n", "xenfront image size, bytes", m.len());
+    for name in ["hello", "vchan-echo", "ring-demo", "xenfront-test"] {
+        if let Some(n) = stripped_size(&crate::apps::image(name)) {
+            body += &format!("{:38} {:>12}\n", format!("image {name}, stripped bytes"), n);
+        }
     }
     if body.is_empty() {
         return body;
@@ -202,4 +208,23 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "figures (same lab boot):\n{:38} {:>12} {:>12} {:>12} {:>8}\n{body}",
         "", "xenfront pv", "xenfront pvh", "linux pv", "xf/linux"
     )
+}
+
+/// Size of `elf` after `strip --strip-all` (binutils), if it can be had.
+fn stripped_size(elf: &std::path::Path) -> Option<u64> {
+    let out = std::env::temp_dir().join(format!(
+        "xf-fig-{}-{}",
+        std::process::id(),
+        elf.file_name()?.to_string_lossy()
+    ));
+    let ok = std::process::Command::new("strip")
+        .args(["--strip-all", "-o"])
+        .arg(&out)
+        .arg(elf)
+        .status()
+        .ok()?
+        .success();
+    let n = std::fs::metadata(&out).ok().map(|m| m.len());
+    let _ = std::fs::remove_file(&out);
+    n.filter(|_| ok)
 }

@@ -80,7 +80,6 @@ fn with_baseline(body: impl FnOnce() -> Result<(), String>) -> Verdict {
             return Verdict::Error;
         }
     };
-    println!("grants: in_use {base} (baseline)");
     let r = body();
     let clean = back_to_baseline(base);
     match (r, clean) {
