@@ -20,7 +20,7 @@
 //! slot per upcall and cannot starve the others ([`scan`] has the logic,
 //! host-tested over a fake bitmap).
 //!
-//! Idle: [`block`] = SCHEDOP_block with events masked (Xen unmasks and
+//! Idle: [`block_unless`] = SCHEDOP_block with events masked (Xen unmasks and
 //! re-checks pending atomically, so no wakeup is lost).
 //!
 //! The only caller of the `EVTCHNOP_*` hypercalls. Drivers never issue
@@ -56,7 +56,7 @@ pub const VIRQ_TIMER: u32 = 0;
 const VCPU0_UPCALL_PENDING: usize = 0;
 const VCPU0_UPCALL_MASK: usize = 1;
 const VCPU0_PENDING_SEL: usize = 8;
-/// vcpu_info[0].arch.cr2: the faulting address of the last #PF.
+/// `vcpu_info[0].arch.cr2`: the faulting address of the last #PF.
 pub const VCPU0_CR2: usize = 16;
 const EVTCHN_PENDING: usize = 2048;
 const EVTCHN_MASK: usize = 2560;

@@ -1,6 +1,6 @@
-//! Time: Xen system time (monotonic ns since Xen booted) from vcpu_info[0]
-//! in shared_info extrapolated with the TSC, the wall clock from shared_info,
-//! and one-shot timers on VIRQ_TIMER (guest-abi.md §7).
+//! Time: Xen system time (monotonic ns since Xen booted) from
+//! `vcpu_info[0]` in shared_info extrapolated with the TSC, the wall clock
+//! from shared_info, and one-shot timers on VIRQ_TIMER (guest-abi.md §7).
 //!
 //! Timers: a small sorted list ([`TimerList`]); the earliest deadline is
 //! programmed with `set_timer_op`, the VIRQ_TIMER handler runs the expired

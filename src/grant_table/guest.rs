@@ -168,7 +168,8 @@ impl fmt::Display for Counters {
     }
 }
 
-/// `GNTTABOP_query_size`, then a table of [`INITIAL_FRAMES`]. Idempotent.
+/// `GNTTABOP_query_size`, then a table of `INITIAL_FRAMES` (one)
+/// frame; more are added on demand. Idempotent.
 pub fn init() -> Result<Counters, GnttabError> {
     let mut t = TABLE.lock();
     if t.is_none() {
