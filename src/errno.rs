@@ -9,39 +9,73 @@ use core::fmt;
 /// [`Errno::Other`] with the positive number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Errno {
+    /// 1: Operation not permitted.
     EPERM,
+    /// 2: No such file or directory.
     ENOENT,
+    /// 3: No such process.
     ESRCH,
+    /// 4: Interrupted system call.
     EINTR,
+    /// 5: I/O error.
     EIO,
+    /// 6: No such device or address.
     ENXIO,
+    /// 7: Arg list too long.
     E2BIG,
+    /// 9: Bad file number.
     EBADF,
+    /// 11: Try again.
     EAGAIN,
+    /// 12: Out of memory.
     ENOMEM,
+    /// 13: Permission denied.
     EACCES,
+    /// 14: Bad address.
     EFAULT,
+    /// 16: Device or resource busy.
     EBUSY,
+    /// 17: File exists.
     EEXIST,
+    /// 18: Cross-device link.
     EXDEV,
+    /// 19: No such device.
     ENODEV,
+    /// 21: Is a directory.
     EISDIR,
+    /// 22: Invalid argument.
     EINVAL,
+    /// 28: No space left on device.
     ENOSPC,
+    /// 30: Read-only file system.
     EROFS,
+    /// 34: Math result not representable.
     ERANGE,
+    /// 35: Resource deadlock would occur.
     EDEADLK,
+    /// 36: File name too long.
     ENAMETOOLONG,
+    /// 38: Function not implemented.
     ENOSYS,
+    /// 39: Directory not empty.
     ENOTEMPTY,
+    /// 61: No data available.
     ENODATA,
+    /// 62: Timer expired.
     ETIME,
+    /// 75: Value too large for defined data type.
     EOVERFLOW,
+    /// 85: Interrupted system call should be restarted.
     ERESTART,
+    /// 95: Operation not supported on transport endpoint.
     EOPNOTSUPP,
+    /// 106: Transport endpoint is already connected.
     EISCONN,
+    /// 107: Transport endpoint is not connected.
     ENOTCONN,
+    /// 110: Connection timed out.
     ETIMEDOUT,
+    /// Any other error, as its positive number.
     Other(i64),
 }
 

@@ -371,6 +371,7 @@ static STATS_UNHANDLED: AtomicU64 = AtomicU64::new(0);
 /// Upcall counters since boot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Upcalls taken.
     pub upcalls: u64,
     /// Port events handed to handlers.
     pub ports: u64,
@@ -382,6 +383,7 @@ pub struct Stats {
     pub idle_skips: u64,
 }
 
+/// A snapshot of the upcall counters.
 pub fn stats() -> Stats {
     Stats {
         upcalls: STATS_UPCALLS.load(Ordering::Relaxed),
@@ -457,13 +459,20 @@ pub fn unbind(port: u32) {
 /// vCPU 0's upcall_pending, upcall_mask and pending_sel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortBits {
+    /// `port`'s bit in `shared_info.evtchn_pending`.
     pub pending: bool,
+    /// `port`'s bit in `shared_info.evtchn_mask`.
     pub masked: bool,
+    /// `vcpu_info[0].evtchn_upcall_pending`.
     pub upcall_pending: u8,
+    /// `vcpu_info[0].evtchn_upcall_mask`.
     pub upcall_mask: u8,
+    /// `vcpu_info[0].evtchn_pending_sel`.
     pub pending_sel: u64,
 }
 
+/// Reads [`PortBits`] for `port`; `None` without shared_info or for a port
+/// out of range.
 pub fn port_bits(port: u32) -> Option<PortBits> {
     let si = shared_info()?;
     if port >= NR_PORTS {
@@ -599,6 +608,7 @@ pub trait Events {
 /// Whether the other end of an event channel is gone (kernel:
 /// `EVTCHNOP_status` no longer `interdomain`).
 pub trait PeerProbe {
+    /// Whether `port`'s remote end is closed.
     fn peer_gone(&self, port: u32) -> bool;
 }
 

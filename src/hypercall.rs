@@ -10,15 +10,25 @@ pub use crate::errno::Errno;
 
 /// Hypercall numbers (xen/include/public/xen.h).
 pub mod nr {
+    /// `__HYPERVISOR_set_trap_table`.
     pub const SET_TRAP_TABLE: usize = 0;
+    /// `__HYPERVISOR_mmu_update`.
     pub const MMU_UPDATE: usize = 1;
+    /// `__HYPERVISOR_set_callbacks`.
     pub const SET_CALLBACKS: usize = 4;
+    /// `__HYPERVISOR_set_timer_op`.
     pub const SET_TIMER_OP: usize = 15;
+    /// `__HYPERVISOR_vcpu_op`.
     pub const VCPU_OP: usize = 24;
+    /// `__HYPERVISOR_memory_op`.
     pub const MEMORY_OP: usize = 12;
+    /// `__HYPERVISOR_update_va_mapping`.
     pub const UPDATE_VA_MAPPING: usize = 14;
+    /// `__HYPERVISOR_xen_version`.
     pub const XEN_VERSION: usize = 17;
+    /// `__HYPERVISOR_sched_op`.
     pub const SCHED_OP: usize = 29;
+    /// `__HYPERVISOR_event_channel_op`.
     pub const EVENT_CHANNEL_OP: usize = 32;
 }
 
@@ -79,10 +89,15 @@ fn check(ret: i64) -> Result<u64, Errno> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`: domain exited normally; clean up and kill.
     Poweroff = 0,
+    /// `SHUTDOWN_reboot`: clean up, kill, and then restart.
     Reboot = 1,
+    /// `SHUTDOWN_suspend`: clean up, save suspend info, kill.
     Suspend = 2,
+    /// `SHUTDOWN_crash`: tell controller we've crashed.
     Crash = 3,
+    /// `SHUTDOWN_watchdog`: restart because the watchdog time expired.
     Watchdog = 4,
 }
 
@@ -223,10 +238,16 @@ const HVM_OP: usize = 34;
 
 /// `HVM_PARAM_*` indices (hvm/params.h) used by a PVH guest.
 pub mod hvm_param {
+    /// `HVM_PARAM_CALLBACK_IRQ`: how event upcalls are delivered (PVH: a
+    /// vector, type 2 in bits 63:56).
     pub const CALLBACK_IRQ: u32 = 0;
+    /// `HVM_PARAM_STORE_PFN`: frame of the XenStore ring page.
     pub const STORE_PFN: u32 = 1;
+    /// `HVM_PARAM_STORE_EVTCHN`: event channel of the XenStore ring.
     pub const STORE_EVTCHN: u32 = 2;
+    /// `HVM_PARAM_CONSOLE_PFN`: frame of the PV console ring page.
     pub const CONSOLE_PFN: u32 = 17;
+    /// `HVM_PARAM_CONSOLE_EVTCHN`: event channel of the PV console.
     pub const CONSOLE_EVTCHN: u32 = 18;
 }
 
@@ -234,8 +255,11 @@ pub mod hvm_param {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct HvmParam {
+    /// `domid_t`: the domain whose parameter this is (`DOMID_SELF`).
     pub domid: u16,
+    /// `HVM_PARAM_*` index ([`hvm_param`]).
     pub index: u32,
+    /// IN for set, OUT for get.
     pub value: u64,
 }
 
@@ -269,6 +293,7 @@ pub fn hvm_set_param(index: u32, value: u64) -> Result<(), Errno> {
 /// # Safety
 /// `CMD` must be the command whose argument layout is `Self`.
 pub unsafe trait EvtchnOp {
+    /// The `EVTCHNOP_*` command number.
     const CMD: u64;
 }
 
@@ -276,6 +301,7 @@ pub unsafe trait EvtchnOp {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnSend {
+    /// IN: local port to notify.
     pub port: u32,
 }
 
@@ -283,8 +309,11 @@ pub struct EvtchnSend {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnAllocUnbound {
+    /// IN: domain that gets the port (`DOMID_SELF`).
     pub dom: u16,
+    /// IN: the only domain allowed to bind it.
     pub remote_dom: u16,
+    /// OUT: the new local port.
     pub port: u32,
 }
 
@@ -292,8 +321,11 @@ pub struct EvtchnAllocUnbound {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnBindInterdomain {
+    /// IN: the domain that offered the port.
     pub remote_dom: u16,
+    /// IN: its unbound port.
     pub remote_port: u32,
+    /// OUT: our end of the channel.
     pub local_port: u32,
 }
 
@@ -301,8 +333,11 @@ pub struct EvtchnBindInterdomain {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnBindVirq {
+    /// IN: `VIRQ_*` number (xen.h).
     pub virq: u32,
+    /// IN: vCPU to deliver it to.
     pub vcpu: u32,
+    /// OUT: the bound local port.
     pub port: u32,
 }
 
@@ -310,6 +345,7 @@ pub struct EvtchnBindVirq {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnClose {
+    /// IN: local port to close.
     pub port: u32,
 }
 
@@ -317,6 +353,7 @@ pub struct EvtchnClose {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EvtchnUnmask {
+    /// IN: local port to unmask.
     pub port: u32,
 }
 
@@ -325,11 +362,18 @@ pub struct EvtchnUnmask {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvtchnStatusOp {
+    /// IN: domain owning the port (`DOMID_SELF`).
     pub dom: u16,
+    /// Padding (C alignment of `port`).
     pub _pad: u16,
+    /// IN: the port to query.
     pub port: u32,
+    /// OUT: `EVTCHNSTAT_*`.
     pub status: u32,
+    /// OUT: vCPU the port is bound to.
     pub vcpu: u32,
+    /// OUT: the status-specific union (`unbound.dom`, `interdomain.{dom,
+    /// port}`, `pirq`, `virq`).
     pub u: [u32; 2],
 }
 
@@ -337,24 +381,32 @@ pub struct EvtchnStatusOp {
 /// [`EvtchnStatusOp`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EvtchnState {
+    /// `EVTCHNSTAT_closed`: not in use.
     Closed,
-    /// Offered to `remote_dom`, nobody bound yet.
+    /// `EVTCHNSTAT_unbound`: offered to `remote_dom`, nobody bound yet.
     Unbound {
+        /// The domain allowed to bind it.
         remote_dom: u16,
     },
-    /// Connected to `remote_port` of `dom`.
+    /// `EVTCHNSTAT_interdomain`: connected to `remote_port` of `dom`.
     Interdomain {
+        /// The peer domain.
         dom: u16,
+        /// The peer's port.
         remote_port: u32,
     },
+    /// `EVTCHNSTAT_pirq`: bound to this physical IRQ.
     Pirq(u32),
+    /// `EVTCHNSTAT_virq`: bound to this `VIRQ_*`.
     Virq(u32),
+    /// `EVTCHNSTAT_ipi`: an inter-vCPU channel.
     Ipi,
     /// A status value this kernel does not know.
     Other(u32),
 }
 
 impl EvtchnStatusOp {
+    /// Decodes `status` and the union into an [`EvtchnState`].
     pub fn state(&self) -> EvtchnState {
         match self.status {
             0 => EvtchnState::Closed,
@@ -452,10 +504,13 @@ pub const FLAT_KERNEL_CS: u16 = 0xe033;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct TrapInfo {
+    /// Exception vector.
     pub vector: u8,
     /// Bits 0-1: DPL allowed to `int n` it; 4: mask events on entry.
     pub flags: u8,
+    /// Code selector of the handler ([`FLAT_KERNEL_CS`]).
     pub cs: u16,
+    /// Handler address; 0 ends the table.
     pub address: u64,
 }
 
@@ -489,9 +544,13 @@ pub unsafe fn set_callbacks(event: u64, failsafe: u64, syscall: u64) -> Result<(
 
 /// `UVMF_*` flags for [`update_va_mapping`].
 pub mod uvmf {
+    /// `UVMF_NONE`: no TLB flush.
     pub const NONE: u64 = 0;
+    /// `UVMF_TLB_FLUSH`: flush the whole TLB.
     pub const TLB_FLUSH: u64 = 1;
+    /// `UVMF_INVLPG`: flush only the one VA.
     pub const INVLPG: u64 = 2;
+    /// `UVMF_ALL`: on all vCPUs (default: the local one).
     pub const ALL: u64 = 4;
 }
 
@@ -510,7 +569,10 @@ pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), Err
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct MmuUpdate {
+    /// Machine address of the PTE (or the MFN, for `MMU_MACHPHYS_UPDATE`),
+    /// `MMU_*` command in the low 2 bits.
     pub ptr: u64,
+    /// The new contents (PTE, or PFN for the M2P).
     pub val: u64,
 }
 
@@ -545,10 +607,15 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<u32, Errno> {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct AddToPhysmap {
+    /// Which domain to change the mapping for (`DOMID_SELF`).
     pub domid: u16,
+    /// Number of pages to go through, for `XENMAPSPACE_gmfn_range` only.
     pub size: u16,
+    /// `XENMAPSPACE_*`: 0 shared_info, 1 grant_table.
     pub space: u32,
+    /// Index into the space (grant table frame; bit 31 = status frame).
     pub idx: u64,
+    /// Guest frame where the source page goes.
     pub gpfn: u64,
 }
 

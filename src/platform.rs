@@ -7,11 +7,14 @@ use crate::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_
 /// How Xen started us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootKind {
+    /// Paravirtualised: entered through the PV entry with `start_info`.
     Pv,
+    /// PVH: entered through `XEN_ELFNOTE_PHYS32_ENTRY` with `hvm_start_info`.
     Pvh,
 }
 
 impl BootKind {
+    /// `"pv"` or `"pvh"`, as printed on the console.
     pub fn name(self) -> &'static str {
         match self {
             BootKind::Pv => "pv",
@@ -27,15 +30,18 @@ pub struct RingPage {
     pub pfn: u64,
     /// Virtual address the page is mapped at.
     pub va: usize,
+    /// The ring's event channel.
     pub port: u32,
 }
 
 /// The platform description handed from the entry path to `kernel_main`.
 #[derive(Clone)]
 pub struct Platform {
+    /// PV or PVH.
     pub kind: BootKind,
     /// Magic of the boot info (PV: start_info.magic), NUL padded.
     pub magic: [u8; 32],
+    /// Pages of RAM the domain has.
     pub nr_pages: u64,
     /// `SIF_*` flags.
     pub flags: u32,
@@ -55,8 +61,11 @@ pub struct Platform {
 /// The hvm_start_info fields worth keeping (PVH).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HvmInfo {
+    /// `hvm_start_info.magic`.
     pub magic: u32,
+    /// `hvm_start_info.version`.
     pub version: u32,
+    /// `hvm_start_info.rsdp_paddr`.
     pub rsdp_paddr: u64,
     /// Entries in Xen's table (more than [`MAX_MEMMAP`] are dropped).
     pub memmap_entries: u32,
@@ -73,6 +82,7 @@ pub struct MemMap {
 }
 
 impl MemMap {
+    /// No entries.
     pub const fn empty() -> MemMap {
         MemMap {
             entries: [MemmapEntry {
@@ -95,6 +105,7 @@ impl MemMap {
         m
     }
 
+    /// The entries copied.
     pub fn entries(&self) -> &[MemmapEntry] {
         &self.entries[..self.len]
     }

@@ -37,13 +37,25 @@ const OFF_RSP_EVENT: usize = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingError {
     /// The memory is too small for even one slot.
-    TooSmall { bytes: usize, slot: usize },
+    TooSmall {
+        /// Bytes given.
+        bytes: usize,
+        /// Bytes of one slot (the larger of request and response).
+        slot: usize,
+    },
     /// No free slot for another request (front) / no consumed request to
     /// answer (back).
     Full,
     /// The peer published a producer index that cannot be right:
     /// `prod − cons` exceeds `limit` (the ring size, or what we asked for).
-    BadIndex { prod: u32, cons: u32, limit: u32 },
+    BadIndex {
+        /// The peer's producer index.
+        prod: u32,
+        /// Our consumer index.
+        cons: u32,
+        /// The most `prod - cons` may be.
+        limit: u32,
+    },
 }
 
 impl core::fmt::Display for RingError {

@@ -12,10 +12,15 @@ pub const CMDLINE_MAX: usize = 1024;
 
 /// `SIF_*` flags.
 pub mod sif {
+    /// `SIF_PRIVILEGED`: the domain is privileged.
     pub const PRIVILEGED: u32 = 1;
+    /// `SIF_INITDOMAIN`: the domain is the initial control domain (Dom0).
     pub const INITDOMAIN: u32 = 2;
+    /// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module list.
     pub const MULTIBOOT_MOD: u32 = 4;
+    /// `SIF_MOD_START_PFN`: `mod_start` is a PFN, not a virtual address.
     pub const MOD_START_PFN: u32 = 8;
+    /// `SIF_VIRT_P2M_4TOOLS`: the toolstack may use the virtual P2M list.
     pub const VIRT_P2M_4TOOLS: u32 = 0x10;
 }
 
@@ -23,24 +28,37 @@ pub mod sif {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StartInfo {
+    /// `"xen-<version>-<platform>"`, NUL padded.
     pub magic: [u8; 32],
+    /// Total pages allocated to this domain.
     pub nr_pages: u64,
     /// Machine address of shared_info (not mapped by the builder).
     pub shared_info: u64,
+    /// `SIF_*` flags ([`sif`]).
     pub flags: u32,
+    /// MFN of the XenStore ring page.
     pub store_mfn: u64,
+    /// Event channel of the XenStore ring.
     pub store_evtchn: u32,
     /// `console.domU.mfn` (dom0: info_off/info_size).
     pub console_mfn: u64,
     /// `console.domU.evtchn`.
     pub console_evtchn: u32,
+    /// Virtual address of the bootstrap page tables (L4).
     pub pt_base: u64,
+    /// Number of bootstrap page-table frames.
     pub nr_pt_frames: u64,
+    /// Virtual address of the P2M table (`unsigned long[nr_pages]`).
     pub mfn_list: u64,
+    /// Virtual address (or PFN, with `SIF_MOD_START_PFN`) of the module.
     pub mod_start: u64,
+    /// Size of the module in bytes.
     pub mod_len: u64,
+    /// The guest command line, NUL terminated.
     pub cmd_line: [u8; CMDLINE_MAX],
+    /// PFN of the first P2M table page (virtual P2M list for tools).
     pub first_p2m_pfn: u64,
+    /// Number of P2M table pages.
     pub nr_p2m_frames: u64,
 }
 
@@ -53,17 +71,25 @@ pub const HVM_START_MAGIC: u32 = 0x336e_c578;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HvmStartInfo {
+    /// [`HVM_START_MAGIC`].
     pub magic: u32,
+    /// Version of this structure (0 or 1).
     pub version: u32,
     /// `SIF_*` flags.
     pub flags: u32,
+    /// Number of modules passed to the kernel.
     pub nr_modules: u32,
+    /// Physical address of an array of `hvm_modlist_entry`.
     pub modlist_paddr: u64,
-    /// NUL-terminated, 0 = none.
+    /// Physical address of the command line, NUL terminated; 0 = none.
     pub cmdline_paddr: u64,
+    /// Physical address of the RSDP ACPI data structure.
     pub rsdp_paddr: u64,
+    /// Physical address of the [`MemmapEntry`] table (version 1).
     pub memmap_paddr: u64,
+    /// Number of entries in the memmap table (version 1).
     pub memmap_entries: u32,
+    /// Must be zero.
     pub reserved: u32,
 }
 
@@ -71,10 +97,13 @@ pub struct HvmStartInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemmapEntry {
+    /// Base address of the region.
     pub addr: u64,
+    /// Size of the region in bytes.
     pub size: u64,
     /// `E820_*`: 1 RAM, 2 reserved, 3 ACPI, 4 NVS, 5 unusable, 6 disabled, 7 PMEM.
     pub kind: u32,
+    /// Must be zero.
     pub reserved: u32,
 }
 

@@ -31,7 +31,9 @@ const WC_SEC: usize = 3076;
 const WC_NSEC: usize = 3080;
 const WC_SEC_HI: usize = 3084;
 
+/// Nanoseconds per second.
 pub const NS_PER_SEC: u64 = 1_000_000_000;
+/// Nanoseconds per millisecond.
 pub const NS_PER_MS: u64 = 1_000_000;
 
 /// Scale a TSC delta to ns with Xen's (mul, shift) pair.
@@ -111,11 +113,17 @@ pub fn wallclock_ns() -> Option<u64> {
 /// A UTC calendar time, shown as `2026-11-25T15:40:01Z`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DateTime {
+    /// Year, e.g. 2026.
     pub year: i64,
+    /// Month, 1-12.
     pub month: u8,
+    /// Day of the month, 1-31.
     pub day: u8,
+    /// Hour, 0-23.
     pub hour: u8,
+    /// Minute, 0-59.
     pub min: u8,
+    /// Second, 0-59.
     pub sec: u8,
 }
 
@@ -197,6 +205,7 @@ impl<const N: usize> Default for TimerList<N> {
 }
 
 impl<const N: usize> TimerList<N> {
+    /// An empty list.
     pub const fn new() -> Self {
         TimerList {
             t: [None; N],
@@ -205,10 +214,12 @@ impl<const N: usize> TimerList<N> {
         }
     }
 
+    /// Timers armed.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no timer is armed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -34,7 +34,12 @@ pub const MAX_WAKEUPS: u32 = 100_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleError {
     /// The backend published an index that violates `prod - cons <= size`.
-    BadIndex { prod: u32, cons: u32 },
+    BadIndex {
+        /// The producer index read from the page.
+        prod: u32,
+        /// The consumer index read from the page.
+        cons: u32,
+    },
     /// The backend did not make room / catch up before the deadline.
     Timeout,
 }

@@ -38,8 +38,11 @@ crate::pod_struct! {
     /// Demo request and response (same shape), little endian.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct DemoMsg {
+        /// Request id, echoed in the response.
         pub id: u32,
+        /// Request: a value; response: that value + 1.
         pub status: u32,
+        /// Operation code, echoed in the response.
         pub operation: u32,
     }
 }
@@ -68,13 +71,35 @@ pub enum DemoError {
     /// A response for an id already completed.
     Duplicate(u32),
     /// The response did not echo the operation.
-    WrongOperation { id: u32, got: u32, want: u32 },
+    WrongOperation {
+        /// The response's id.
+        id: u32,
+        /// The operation it carried.
+        got: u32,
+        /// The operation of the request.
+        want: u32,
+    },
     /// The response's status is not request status + 1.
-    WrongStatus { id: u32, got: u32, want: u32 },
+    WrongStatus {
+        /// The response's id.
+        id: u32,
+        /// The status it carried.
+        got: u32,
+        /// The status expected.
+        want: u32,
+    },
     /// The peer went away (`done` requests completed before that).
-    PeerGone { done: u64 },
+    PeerGone {
+        /// Requests completed before the peer went.
+        done: u64,
+    },
     /// No progress for `ms` milliseconds.
-    Timeout { ms: u64, done: u64 },
+    Timeout {
+        /// The timeout that expired.
+        ms: u64,
+        /// Requests completed before it expired.
+        done: u64,
+    },
 }
 
 impl From<RingError> for DemoError {
@@ -124,7 +149,9 @@ struct Slot {
 /// Frontend figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrontStats {
+    /// Requests pushed onto the ring.
     pub sent: u64,
+    /// Responses consumed and matched to a request.
     pub completed: u64,
     /// Event-channel notifications sent.
     pub notifies: u64,
@@ -343,8 +370,11 @@ impl DemoFront {
 /// Backend figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackStats {
+    /// Responses pushed onto the ring.
     pub answered: u64,
+    /// Event-channel notifications sent.
     pub notifies: u64,
+    /// Sleeps waiting for a request.
     pub waits: u64,
 }
 

@@ -87,19 +87,24 @@ pub const MAX_KEY_LEN: usize = 63;
 /// Longest single sleep: liveness is re-checked at least this often.
 pub const SLICE_NS: u64 = 100_000_000;
 
-/// `*_live` values.
+/// `*_live` value: the end has closed (or never connected and left).
 pub const LIVE_EXITED: u8 = 0;
+/// `*_live` value: the end is connected.
 pub const LIVE_CONNECTED: u8 = 1;
+/// `*_live` value: not connected yet (the server sets `cli_live` to it).
 pub const LIVE_NOT_YET: u8 = 2;
 
 /// A failed hypercall or XenStore operation in the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvError {
+    /// The operation that failed, e.g. `"grant"`.
     pub what: &'static str,
+    /// Its error, formatted.
     pub detail: String,
 }
 
 impl EnvError {
+    /// An error of operation `what` with `detail` formatted.
     pub fn new(what: &'static str, detail: impl fmt::Display) -> Self {
         EnvError {
             what,
@@ -113,15 +118,29 @@ impl EnvError {
 pub enum VchanError {
     /// The peer's index violates `prod − cons ≤ size`.
     BadIndex {
+        /// Which ring: `"read"` or `"write"`.
         ring: &'static str,
+        /// The producer index read from the page.
         prod: u32,
+        /// The consumer index read from the page.
         cons: u32,
+        /// The ring size in bytes.
         size: u32,
     },
     /// The server's control page has unusable ring orders / grants.
-    BadOrders { left: u16, right: u16 },
+    BadOrders {
+        /// `left_order` from the control page.
+        left: u16,
+        /// `right_order` from the control page.
+        right: u16,
+    },
     /// A XenStore key is not a decimal number (or is 0).
-    BadKey { key: &'static str, value: String },
+    BadKey {
+        /// The key's name.
+        key: &'static str,
+        /// What it held.
+        value: String,
+    },
     /// The server's keys are not (yet) there.
     NotReady,
     /// `<path>/event-channel` longer than libxenvchan allows.
@@ -141,7 +160,10 @@ pub enum VchanError {
     /// at once.
     PeerGone,
     /// No progress for `ms` milliseconds.
-    Timeout { ms: u64 },
+    Timeout {
+        /// The timeout that expired.
+        ms: u64,
+    },
     /// The environment failed.
     Env(EnvError),
 }
@@ -355,9 +377,13 @@ impl Half {
 /// Transfer counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VchanStats {
+    /// Bytes taken from the read ring.
     pub bytes_read: u64,
+    /// Bytes put on the write ring.
     pub bytes_written: u64,
+    /// Event-channel notifications sent.
     pub notifies: u64,
+    /// Sleeps waiting for the peer.
     pub waits: u64,
 }
 

@@ -154,7 +154,9 @@ pub struct Counters {
     pub deferred: usize,
     /// Free entries (without growing).
     pub free: usize,
+    /// Table frames set up now.
     pub nr_frames: u32,
+    /// Most table frames Xen allows (`max_nr_frames`).
     pub max_frames: u32,
 }
 
@@ -236,6 +238,7 @@ pub enum Revoked {
 }
 
 impl Grant {
+    /// The grant reference to hand to the peer.
     pub fn gref(&self) -> GrantRef {
         self.gref
     }
@@ -366,15 +369,19 @@ impl ForeignMapping {
         // consume the mapping; accesses are volatile only.
         unsafe { SharedMem::from_raw(self.va as *mut u8, PAGE_SIZE) }
     }
+    /// Where the page is mapped (our virtual address).
     pub fn va(&self) -> u64 {
         self.va
     }
+    /// The granting domain.
     pub fn domid(&self) -> u16 {
         self.domid
     }
+    /// The peer's grant reference.
     pub fn gref(&self) -> GrantRef {
         self.gref
     }
+    /// Whether it is mapped read-only (`GNTMAP_readonly`).
     pub fn readonly(&self) -> bool {
         self.readonly
     }

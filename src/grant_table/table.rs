@@ -41,43 +41,69 @@ pub const RESERVED_XENSTORE: GrantRef = GrantRef(1);
 
 /// `GTF_*` flag bits of `grant_entry_v1.flags`.
 pub mod gtf {
+    /// `GTF_invalid`: the entry grants nothing.
     pub const INVALID: u16 = 0;
+    /// `GTF_permit_access`: `domid` may map `frame`.
     pub const PERMIT_ACCESS: u16 = 1;
+    /// `GTF_accept_transfer`: `domid` may transfer a frame to us.
     pub const ACCEPT_TRANSFER: u16 = 2;
+    /// `GTF_transitive`: access through another grant (v2 only).
     pub const TRANSITIVE: u16 = 3;
+    /// `GTF_type_mask`: the entry type bits.
     pub const TYPE_MASK: u16 = 3;
+    /// `GTF_readonly`: the peer may map the frame read-only only.
     pub const READONLY: u16 = 1 << 2;
     /// Set by Xen while the peer has the frame mapped for reading.
     pub const READING: u16 = 1 << 3;
     /// Set by Xen while the peer has the frame mapped for writing.
     pub const WRITING: u16 = 1 << 4;
+    /// `GTF_PWT`: map with write-through caching.
     pub const PWT: u16 = 1 << 5;
+    /// `GTF_PCD`: map with caching disabled.
     pub const PCD: u16 = 1 << 6;
+    /// `GTF_PAT`: map with the PAT bit set.
     pub const PAT: u16 = 1 << 7;
+    /// `GTF_sub_page`: grant only part of the page (v2 only).
     pub const SUB_PAGE: u16 = 1 << 8;
 }
 
 /// `GNTTABOP_*` command numbers for `grant_table_op`.
 pub mod op {
+    /// `GNTTABOP_map_grant_ref`: map a peer's grant.
     pub const MAP_GRANT_REF: u32 = 0;
+    /// `GNTTABOP_unmap_grant_ref`: undo a map.
     pub const UNMAP_GRANT_REF: u32 = 1;
+    /// `GNTTABOP_setup_table`: size our table and get its frames.
     pub const SETUP_TABLE: u32 = 2;
+    /// `GNTTABOP_dump_table`: dump the table to Xen's console (debug).
     pub const DUMP_TABLE: u32 = 3;
+    /// `GNTTABOP_transfer`: transfer a page to another domain.
     pub const TRANSFER: u32 = 4;
+    /// `GNTTABOP_copy`: copy between grants / local frames.
     pub const COPY: u32 = 5;
+    /// `GNTTABOP_query_size`: current and maximum table frames.
     pub const QUERY_SIZE: u32 = 6;
+    /// `GNTTABOP_unmap_and_replace`: unmap, put another frame there.
     pub const UNMAP_AND_REPLACE: u32 = 7;
+    /// `GNTTABOP_set_version`: choose grant table v1 or v2.
     pub const SET_VERSION: u32 = 8;
+    /// `GNTTABOP_get_status_frames`: v2 status frames.
     pub const GET_STATUS_FRAMES: u32 = 9;
+    /// `GNTTABOP_get_version`: which version is in use.
     pub const GET_VERSION: u32 = 10;
 }
 
 /// `GNTMAP_*` flags of `gnttab_map_grant_ref.flags`.
 pub mod gntmap {
+    /// `GNTMAP_device_map`: map for device access (bus address).
     pub const DEVICE_MAP: u32 = 1;
+    /// `GNTMAP_host_map`: map at `host_addr`.
     pub const HOST_MAP: u32 = 2;
+    /// `GNTMAP_readonly`: map read-only.
     pub const READONLY: u32 = 4;
+    /// `GNTMAP_application_map`: map for user space (PV).
     pub const APPLICATION_MAP: u32 = 8;
+    /// `GNTMAP_contains_pte`: `host_addr` is the address of a PTE to fill.
     pub const CONTAINS_PTE: u32 = 16;
 }
 
@@ -333,8 +359,11 @@ crate::pod_struct! {
     /// `grant_entry_v1`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct GrantEntryV1 {
+        /// `GTF_*` type and flags ([`gtf`]).
         pub flags: u16,
+        /// The domain being granted access.
         pub domid: u16,
+        /// The frame being granted (PV: MFN, PVH: GFN).
         pub frame: u32,
     }
 }
@@ -345,8 +374,11 @@ crate::pod_struct! {
     pub struct GnttabMapGrantRef {
         /// PV: virtual address; PVH: guest-physical address of the target page.
         pub host_addr: u64,
+        /// `GNTMAP_*` ([`gntmap`]).
         pub flags: u32,
+        /// The peer's grant reference.
         pub ref_: u32,
+        /// The granting domain.
         pub dom: u16,
         /// OUT: GNTST_*.
         pub status: i16,
@@ -361,11 +393,15 @@ crate::pod_struct! {
     /// `gnttab_unmap_grant_ref` (GNTTABOP_unmap_grant_ref).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct GnttabUnmapGrantRef {
+        /// The `host_addr` the grant was mapped at.
         pub host_addr: u64,
+        /// The `dev_bus_addr` returned by the map (0 without a device map).
         pub dev_bus_addr: u64,
+        /// The handle returned by the map.
         pub handle: u32,
         /// OUT: GNTST_*.
         pub status: i16,
+        /// Padding to the C size.
         pub _pad: u16,
     }
 }
@@ -374,11 +410,15 @@ crate::pod_struct! {
     /// `gnttab_setup_table` (GNTTABOP_setup_table).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct GnttabSetupTable {
+        /// The table's domain (`DOMID_SELF`).
         pub dom: u16,
+        /// Padding (C alignment of `nr_frames`).
         pub _pad0: u16,
+        /// Frames wanted (the table grows to this size).
         pub nr_frames: u32,
         /// OUT: GNTST_*.
         pub status: i16,
+        /// Padding (C alignment of `frame_list`).
         pub _pad1: [u16; 3],
         /// Guest handle: address of a `u64[nr_frames]` array receiving frames.
         pub frame_list: u64,
@@ -389,14 +429,17 @@ crate::pod_struct! {
     /// `gnttab_query_size` (GNTTABOP_query_size).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct GnttabQuerySize {
+        /// The table's domain (`DOMID_SELF`).
         pub dom: u16,
+        /// Padding (C alignment of `nr_frames`).
         pub _pad0: u16,
-        /// OUT.
+        /// OUT: frames in the table now.
         pub nr_frames: u32,
-        /// OUT.
+        /// OUT: most frames the table may grow to.
         pub max_nr_frames: u32,
         /// OUT: GNTST_*.
         pub status: i16,
+        /// Padding to the C size.
         pub _pad1: u16,
     }
 }
@@ -433,19 +476,33 @@ const _: () = {
 /// Non-zero `GNTST_*` per-op status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GntStatusError {
+    /// `GNTST_general_error` (-1): general undefined error.
     GeneralError,
+    /// `GNTST_bad_domain` (-2): unrecognised domain id.
     BadDomain,
+    /// `GNTST_bad_gntref` (-3): unrecognised or inappropriate gntref.
     BadGntref,
+    /// `GNTST_bad_handle` (-4): unrecognised or inappropriate handle.
     BadHandle,
+    /// `GNTST_bad_virt_addr` (-5): inappropriate virtual address to map.
     BadVirtAddr,
+    /// `GNTST_bad_dev_addr` (-6): inappropriate device address to unmap.
     BadDevAddr,
+    /// `GNTST_no_device_space` (-7): out of space in I/O MMU.
     NoDeviceSpace,
+    /// `GNTST_permission_denied` (-8): not enough privilege for operation.
     PermissionDenied,
+    /// `GNTST_bad_page` (-9): specified page was invalid for op.
     BadPage,
+    /// `GNTST_bad_copy_arg` (-10): copy arguments cross page boundary.
     BadCopyArg,
+    /// `GNTST_address_too_big` (-11): transfer page address too large.
     AddressTooBig,
+    /// `GNTST_eagain` (-12): operation not done; try again.
     Eagain,
+    /// `GNTST_no_space` (-13): out of space (handles etc).
     NoSpace,
+    /// Any other negative status.
     Unknown(i16),
 }
 

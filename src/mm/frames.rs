@@ -48,6 +48,7 @@ impl<'a> FrameAllocator<'a> {
         }
     }
 
+    /// Frames managed (`0..nr_frames`).
     pub fn nr_frames(&self) -> u64 {
         self.nr_frames
     }

@@ -25,6 +25,7 @@ static SUMMARY: Once<Result<Summary, MmError>> = Once::new();
 /// What `init_pv` found and did (printed as the `mm:` console line).
 #[derive(Clone, Copy, Debug)]
 pub struct Summary {
+    /// Pages of RAM the domain has (`start_info.nr_pages`).
     pub nr_pages: u64,
     /// First frame after the builder's bootstrap region.
     pub boot_end: u64,
@@ -210,6 +211,7 @@ pub fn alloc_zeroed_page() -> Result<Page, MmError> {
 }
 
 impl Page {
+    /// Pseudo-physical frame number.
     pub fn pfn(&self) -> u64 {
         self.pfn
     }
@@ -219,16 +221,19 @@ impl Page {
         pfn_to_mfn(self.pfn).expect("allocated page has an MFN")
     }
 
+    /// Virtual address (RAM is mapped 1:1 at its pseudo-physical address).
     pub fn va(&self) -> usize {
         (self.pfn << 12) as usize
     }
 
+    /// The page's contents.
     pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
         // SAFETY: the frame is ours alone (taken from the allocator, never
         // shared: SharedPage consumes the Page) and mapped RW at va().
         unsafe { &*(self.va() as *const [u8; PAGE_SIZE]) }
     }
 
+    /// The page's contents, writable.
     pub fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE] {
         // SAFETY: as in `bytes`; `&mut self` makes the borrow exclusive.
         unsafe { &mut *(self.va() as *mut [u8; PAGE_SIZE]) }
@@ -261,12 +266,15 @@ impl SharedPage {
         SharedPage(Arc::new(page))
     }
 
+    /// Pseudo-physical frame number.
     pub fn pfn(&self) -> u64 {
         self.0.pfn()
     }
+    /// Machine frame (what grants name on PV).
     pub fn mfn(&self) -> u64 {
         self.0.mfn()
     }
+    /// Virtual address.
     pub fn va(&self) -> usize {
         self.0.va()
     }

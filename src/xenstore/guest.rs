@@ -40,7 +40,9 @@ pub struct EvtchnTransport {
     port: u32,
     /// Limit for one `wait`.
     pub timeout_ns: u64,
+    /// Event-channel notifications sent.
     pub notifies: u64,
+    /// Sleeps waiting for xenstored.
     pub waits: u64,
 }
 
@@ -65,6 +67,7 @@ impl XsTransport for EvtchnTransport {
     }
 }
 
+/// The kernel's XenStore client: the pure client over the event channel.
 pub type Client = XenStore<EvtchnTransport>;
 
 static STORE: Mutex<Option<Client>> = Mutex::new(None);
@@ -76,6 +79,7 @@ pub enum StoreError {
     NoRing,
     /// `init` has not run.
     NotInitialised,
+    /// The client failed.
     Xs(Error),
 }
 
@@ -361,7 +365,9 @@ impl fmt::Display for BadValue {
 /// Failure while handling `control/shutdown`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShutdownError {
+    /// Reading or clearing `control/shutdown` failed.
     Store(StoreError),
+    /// `control/shutdown` held a value we do not know.
     BadValue(BadValue),
 }
 

@@ -26,27 +26,49 @@ pub const REL_PATH_MAX: usize = 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum MsgType {
+    /// `XS_CONTROL`: debug/control commands (was XS_DEBUG).
     Control = 0,
+    /// `XS_DIRECTORY`: list a node's children.
     Directory = 1,
+    /// `XS_READ`: read a node's value.
     Read = 2,
+    /// `XS_GET_PERMS`: read a node's permissions.
     GetPerms = 3,
+    /// `XS_WATCH`: watch a path (and its children).
     Watch = 4,
+    /// `XS_UNWATCH`: remove a watch.
     Unwatch = 5,
+    /// `XS_TRANSACTION_START`: start a transaction.
     TransactionStart = 6,
+    /// `XS_TRANSACTION_END`: commit or abort a transaction.
     TransactionEnd = 7,
+    /// `XS_INTRODUCE`: introduce a domain (Dom0 only).
     Introduce = 8,
+    /// `XS_RELEASE`: release a domain (Dom0 only).
     Release = 9,
+    /// `XS_GET_DOMAIN_PATH`: `/local/domain/<domid>`.
     GetDomainPath = 10,
+    /// `XS_WRITE`: write a node's value.
     Write = 11,
+    /// `XS_MKDIR`: create a node.
     Mkdir = 12,
+    /// `XS_RM`: remove a node and its children.
     Rm = 13,
+    /// `XS_SET_PERMS`: set a node's permissions.
     SetPerms = 14,
+    /// `XS_WATCH_EVENT`: a watch fired (unsolicited).
     WatchEvent = 15,
+    /// `XS_ERROR`: the reply to a failed request.
     Error = 16,
+    /// `XS_IS_DOMAIN_INTRODUCED`.
     IsDomainIntroduced = 17,
+    /// `XS_RESUME`: resume a domain (Dom0 only).
     Resume = 18,
+    /// `XS_SET_TARGET`: give a domain rights over another (Dom0 only).
     SetTarget = 19,
+    /// `XS_RESET_WATCHES`: drop all of our watches.
     ResetWatches = 21,
+    /// `XS_DIRECTORY_PART`: one part of a long directory listing.
     DirectoryPart = 22,
 }
 
@@ -86,21 +108,37 @@ impl MsgType {
 /// `xsd_errors[]` in xs_wire.h).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XsError {
+    /// `ENOENT`: No such node.
     ENOENT,
+    /// `EACCES`: Permission denied.
     EACCES,
+    /// `EINVAL`: Invalid argument (bad path, value or request).
     EINVAL,
+    /// `EEXIST`: Node exists.
     EEXIST,
+    /// `EISDIR`: Is a directory.
     EISDIR,
+    /// `ENOMEM`: Out of memory.
     ENOMEM,
+    /// `ENOSPC`: No space left (a quota is exhausted).
     ENOSPC,
+    /// `EIO`: I/O error.
     EIO,
+    /// `ENOTEMPTY`: Directory not empty.
     ENOTEMPTY,
+    /// `ENOSYS`: Function not implemented.
     ENOSYS,
+    /// `EROFS`: Read-only file system.
     EROFS,
+    /// `EBUSY`: Device or resource busy.
     EBUSY,
+    /// `EAGAIN`: Try again (the transaction conflicted).
     EAGAIN,
+    /// `EISCONN`: Already connected.
     EISCONN,
+    /// `E2BIG`: Too big (node, request or quota).
     E2BIG,
+    /// `EPERM`: Operation not permitted.
     EPERM,
     /// Any other (printable) name; non-UTF-8 bytes are replaced.
     Unknown(String),
@@ -164,23 +202,44 @@ pub enum Error {
     /// xenstored answered with an `ERROR` reply.
     Xs(XsError),
     /// A header announced more than `XENSTORE_PAYLOAD_MAX` bytes.
-    Oversized { len: u32 },
+    Oversized {
+        /// The announced length.
+        len: u32,
+    },
     /// A header carried an unknown message type.
     BadType(u32),
     /// One-shot decode: fewer bytes than the header/length require.
-    Truncated { need: usize, have: usize },
+    Truncated {
+        /// Bytes the message needs.
+        need: usize,
+        /// Bytes given.
+        have: usize,
+    },
     /// A reply payload did not have the shape its type requires.
     BadPayload(&'static str),
     /// A reply of the wrong type for the request.
-    UnexpectedReply { expected: MsgType, got: MsgType },
+    UnexpectedReply {
+        /// The request's type (the success reply's type).
+        expected: MsgType,
+        /// The reply's type.
+        got: MsgType,
+    },
     /// A reply whose `req_id` matches no outstanding request.
     UnknownReqId(u32),
     /// The request payload would exceed `XENSTORE_PAYLOAD_MAX`.
-    RequestTooLarge { len: usize },
+    RequestTooLarge {
+        /// The payload length the request would have.
+        len: usize,
+    },
     /// Empty path, embedded NUL, or longer than the path limits.
     BadPath,
     /// The peer's ring index is impossible (`prod − cons > 1024`).
-    BadRingIndex { prod: u32, cons: u32 },
+    BadRingIndex {
+        /// The producer index read from the page.
+        prod: u32,
+        /// The consumer index read from the page.
+        cons: u32,
+    },
     /// The interface page is too small.
     BadRingPage,
     /// The decoder previously failed; the stream is out of sync.
@@ -211,9 +270,13 @@ impl core::error::Error for Error {}
 /// `struct xsd_sockmsg`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// `type`: an `XS_*` [`MsgType`] number.
     pub ty: u32,
+    /// `req_id`: echoed in the reply.
     pub req_id: u32,
+    /// `tx_id`: transaction id, 0 outside a transaction.
     pub tx_id: u32,
+    /// `len`: payload bytes following the header.
     pub len: u32,
 }
 
@@ -243,9 +306,13 @@ impl Header {
 /// A complete, validated message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The message type.
     pub ty: MsgType,
+    /// The request id (echoed by xenstored).
     pub req_id: u32,
+    /// The transaction id, 0 outside a transaction.
     pub tx_id: u32,
+    /// The payload, at most `XENSTORE_PAYLOAD_MAX` bytes.
     pub payload: Vec<u8>,
 }
 
@@ -261,9 +328,13 @@ impl TxId {
 /// Permission kind: `n` none, `r` read, `w` write, `b` both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PermKind {
+    /// `n`: no access.
     None,
+    /// `r`: read.
     Read,
+    /// `w`: write.
     Write,
+    /// `b`: read and write.
     Both,
 }
 
@@ -271,7 +342,9 @@ pub enum PermKind {
 /// owner and the default for all other domains; the rest are per-domain ACLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Perm {
+    /// What the domain may do.
     pub kind: PermKind,
+    /// The domain.
     pub domid: u16,
 }
 
@@ -305,7 +378,9 @@ impl Perm {
 /// A fired watch: the path that changed and the token given to `watch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchEvent {
+    /// The path that changed.
     pub path: String,
+    /// The token given to `watch`.
     pub token: String,
 }
 
@@ -349,18 +424,29 @@ fn check_token(t: &str) -> Result<(), Error> {
 /// the caller's `/local/domain/<domid>` (resolved by xenstored).
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
+    /// `XS_READ` of a path.
     Read(&'a str),
+    /// `XS_WRITE` of a path and its value.
     Write(&'a str, &'a [u8]),
+    /// `XS_DIRECTORY` of a path.
     Directory(&'a str),
+    /// `XS_MKDIR` of a path.
     Mkdir(&'a str),
+    /// `XS_RM` of a path.
     Rm(&'a str),
+    /// `XS_GET_PERMS` of a path.
     GetPerms(&'a str),
+    /// `XS_SET_PERMS` of a path: owner first, then ACL entries.
     SetPerms(&'a str, &'a [Perm]),
+    /// `XS_WATCH` of a path with a token.
     Watch(&'a str, &'a str),
+    /// `XS_UNWATCH` of a path and token.
     Unwatch(&'a str, &'a str),
+    /// `XS_TRANSACTION_START`.
     TransactionStart,
     /// `true` = commit (`T`), `false` = abort (`F`).
     TransactionEnd(bool),
+    /// `XS_GET_DOMAIN_PATH` of a domid.
     GetDomainPath(u16),
 }
 
