@@ -1,4 +1,4 @@
-//! Issue 8: the demo shared ring in both directions against the stock Dom0,
+//! The demo shared ring in both directions against the stock Dom0,
 //! with the Dom0 peers of docs/peers.md (`xf-ring-back`, `xf-ring-front`).
 //! Guest side: src/channels.rs (`test=demo-front`, `demo-front-fault`,
 //! `demo-back`), src/drivers/demo.rs. Needs `cargo build --release -p

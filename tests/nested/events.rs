@@ -1,4 +1,4 @@
-//! Issue 6: event channels, traps, time (PV). Values are parsed from the
+//! Event channels, traps, time (PV). Values are parsed from the
 //! guest console (docs/console.md, "Events and time") and checked: upcall
 //! counts, starvation bound, timer order and measured durations, wall clock
 //! against Dom0's clock, round trips with a Dom0 peer, fatal trap reports.

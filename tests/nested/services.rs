@@ -1,4 +1,4 @@
-//! Issue 6: memory, grant tables and XenStore against a stock Dom0.
+//! Memory, grant tables and XenStore against a stock Dom0.
 //! Guest side: src/services.rs (`test=xenstore`, `grant`, `idle`); Dom0
 //! peers: docs/peers.md. Every assertion compares values that only exist at
 //! run time (random keys, grant refs, pattern seeds, shutdown reasons).

@@ -1,4 +1,4 @@
-//! Issue 8: libxenvchan against the stock `vchan-socket-proxy` in Dom0, both
+//! libxenvchan against the stock `vchan-socket-proxy` in Dom0, both
 //! roles. Guest side: src/channels.rs (`test=vchan-server`, `vchan-client`),
 //! src/drivers/vchan.rs; the bytes are driven through the proxy's Unix
 //! socket by `xf-vchan-pump` (peers/, docs/peers.md), which also measures.
@@ -30,7 +30,7 @@ use crate::common::{lines, out, peer, root, Mode};
 
 /// Connections in the server scenario (the first one carries 16 MiB).
 const SERVER_ROUNDS: u32 = 3;
-/// Proxy kill/restart cycles in the client scenario (issue 8 asks for 100;
+/// Proxy kill/restart cycles in the client scenario (100;
 /// ~0.6 s each on an idle lab).
 pub const CLIENT_ROUNDS: u32 = 100;
 /// Seconds per cycle on a loaded lab (0.6 s idle, 3.8 s seen loaded).
