@@ -34,12 +34,15 @@ use spin::{Mutex, Once};
 use crate::hypercall::{self, Errno, EvtchnState};
 use crate::shared::SharedMem;
 use crate::time;
+use crate::xen_abi::xen::{
+    EVTCHN_MASK, EVTCHN_PENDING, EVTCHN_WORDS, VCPU0_PENDING_SEL, VCPU0_UPCALL_MASK,
+    VCPU0_UPCALL_PENDING,
+};
 
 pub use crate::hypercall::DOMID_SELF;
 
 /// Ports of the 2-level ABI on x86_64: 64 words of 64 bits.
-pub const NR_PORTS: u32 = 4096;
-const NR_WORDS: usize = 64;
+pub const NR_PORTS: u32 = (EVTCHN_WORDS * u64::BITS as usize) as u32;
 
 /// At most this many ports are handled by one upcall (see module docs).
 pub const MAX_PORTS_PER_UPCALL: usize = 16;
@@ -49,17 +52,6 @@ pub const MAX_HANDLERS: usize = 32;
 
 /// `VIRQ_TIMER` (xen.h): per-vCPU timer, fired by set_timer_op.
 pub const VIRQ_TIMER: u32 = 0;
-
-/// shared_info (x86_64, guest-abi.md §7): vcpu_info[0] @0 {upcall_pending
-/// u8 @0, upcall_mask u8 @1, pending_sel u64 @8, arch.cr2 @16, time @32},
-/// evtchn_pending[64] u64 @2048, evtchn_mask[64] u64 @2560.
-const VCPU0_UPCALL_PENDING: usize = 0;
-const VCPU0_UPCALL_MASK: usize = 1;
-const VCPU0_PENDING_SEL: usize = 8;
-/// `vcpu_info[0].arch.cr2`: the faulting address of the last #PF.
-pub const VCPU0_CR2: usize = 16;
-const EVTCHN_PENDING: usize = 2048;
-const EVTCHN_MASK: usize = 2560;
 
 static SHARED_INFO: Once<SharedMem> = Once::new();
 /// True once an upcall entry point is registered with Xen (PV:
@@ -74,7 +66,7 @@ static MASK_IS_IF: AtomicBool = AtomicBool::new(false);
 /// every port (a port is unmasked when a handler is bound to it).
 pub fn init(shared_info: SharedMem) {
     shared_info.store_u8(VCPU0_UPCALL_MASK, 1);
-    for w in 0..NR_WORDS * 2 {
+    for w in 0..EVTCHN_WORDS * 2 {
         shared_info.store_u32(EVTCHN_MASK + w * 4, u32::MAX);
     }
     SHARED_INFO.call_once(|| shared_info);
@@ -274,7 +266,7 @@ pub fn scan(
     mut handle: impl FnMut(u32),
 ) -> ScanResult {
     let sel = bm.take_sel();
-    let mut snap = [0u64; NR_WORDS];
+    let mut snap = [0u64; EVTCHN_WORDS];
     for (i, s) in snap.iter_mut().enumerate() {
         if sel & (1 << i) != 0 {
             *s = bm.pending(i) & !bm.mask(i);
@@ -285,12 +277,12 @@ pub fn scan(
     let mut res = ScanResult::default();
     // Words start_word (bits >= start_bit), start_word+1, ..., wrapping
     // around to start_word again (bits < start_bit): every port once.
-    'outer: for k in 0..=NR_WORDS {
-        let wi = (start_word + k) % NR_WORDS;
+    'outer: for k in 0..=EVTCHN_WORDS {
+        let wi = (start_word + k) % EVTCHN_WORDS;
         let high = !0u64 << start_bit;
         let mut w = match k {
             0 => snap[wi] & high,
-            NR_WORDS => snap[wi] & !high,
+            EVTCHN_WORDS => snap[wi] & !high,
             _ => snap[wi],
         };
         while w != 0 {
@@ -308,7 +300,7 @@ pub fn scan(
     }
     // Anything still pending and unmasked in the words we looked at?
     let mut left = 0u64;
-    for i in 0..NR_WORDS {
+    for i in 0..EVTCHN_WORDS {
         if sel & (1 << i) != 0 && bm.pending(i) & !bm.mask(i) != 0 {
             left |= 1 << i;
         }
@@ -641,8 +633,8 @@ mod tests {
     struct Fake {
         upcall_pending: Cell<bool>,
         sel: Cell<u64>,
-        pending: RefCell<[u64; NR_WORDS]>,
-        mask: RefCell<[u64; NR_WORDS]>,
+        pending: RefCell<[u64; EVTCHN_WORDS]>,
+        mask: RefCell<[u64; EVTCHN_WORDS]>,
     }
 
     impl Fake {
@@ -650,8 +642,8 @@ mod tests {
             Fake {
                 upcall_pending: Cell::new(false),
                 sel: Cell::new(0),
-                pending: RefCell::new([0; NR_WORDS]),
-                mask: RefCell::new([0; NR_WORDS]),
+                pending: RefCell::new([0; EVTCHN_WORDS]),
+                mask: RefCell::new([0; EVTCHN_WORDS]),
             }
         }
         /// evtchn_2l_set_pending.

@@ -23,8 +23,8 @@ use crate::hypercall::{self, ShutdownReason};
 use crate::platform::Platform;
 use crate::print;
 use crate::println;
-use crate::start_info::c_str;
 use crate::time;
+use crate::xen_abi::start_info::c_str;
 use crate::xenstore;
 
 extern crate alloc;

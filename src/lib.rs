@@ -31,11 +31,12 @@
 pub(crate) mod arch;
 pub mod platform;
 
-// Hypercalls and wire structs: the Xen ABI and the one door to shared memory.
+// Hypercalls and wire structs: the Xen ABI (xen_abi: the repr(C) layouts of
+// Xen's public headers, with their offsets) and the one door to shared memory.
 pub mod errno;
 pub mod hypercall;
 pub mod shared;
-pub mod start_info;
+pub mod xen_abi;
 
 // Core services: memory, event channels, time, grant table, XenStore.
 pub mod event;

@@ -2,7 +2,7 @@
 //! kernel was entered (PV: src/arch/x86_64/pv/entry.rs, PVH:
 //! src/arch/x86_64/pvh/entry.rs). `kernel_main` only sees this.
 
-use crate::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_RAM};
+use crate::xen_abi::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_RAM};
 
 /// How Xen started us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,7 +209,7 @@ impl Platform {
 
     /// Magic without padding.
     pub fn magic(&self) -> &[u8] {
-        crate::start_info::c_str(&self.magic)
+        crate::xen_abi::start_info::c_str(&self.magic)
     }
 }
 
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn pvh_from_start_info_and_params() {
         let hsi = HvmStartInfo {
-            magic: crate::start_info::HVM_START_MAGIC,
+            magic: crate::xen_abi::start_info::HVM_START_MAGIC,
             version: 1,
             flags: 0,
             memmap_entries: 3,

@@ -9,8 +9,11 @@
 //! | 4  | `req_event: u32` |
 //! | 8  | `rsp_prod: u32`  |
 //! | 12 | `rsp_event: u32` |
-//! | 16 | `pvt[4]`, `__pad[44]` |
+//! | 16 | `__pad[48]` |
 //! | 64 | `ring[nr_ents]`, each slot a C union of request and response |
+//!
+//! The header is [`SringHeader`](crate::xen_abi::ring::SringHeader); the
+//! offsets used here come from it.
 //!
 //! `nr_ents` is the largest power of two ≤ (bytes − 64) / slot (`__RD32`).
 //! Indices are free-running `u32`; the slot of index `i` is `i & (nr_ents−1)`.
@@ -25,13 +28,10 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 
 use crate::shared::{mb, rmb, wmb, Pod, SharedMem};
+use crate::xen_abi::ring::{PAD, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD};
 
 /// Byte offset of the first ring slot (`ring.h`: header padded to 64 bytes).
-pub const RING_HEADER_SIZE: usize = 64;
-const OFF_REQ_PROD: usize = 0;
-const OFF_REQ_EVENT: usize = 4;
-const OFF_RSP_PROD: usize = 8;
-const OFF_RSP_EVENT: usize = 12;
+pub const RING_HEADER_SIZE: usize = crate::xen_abi::ring::HEADER_SIZE;
 
 /// Errors raised by ring operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +158,11 @@ impl<Req: Pod, Rsp: Pod> Ring<Req, Rsp> {
     }
 
     fn init_shared_at(&self, start: u32) {
-        self.mem.store_u32(OFF_REQ_PROD, start);
-        self.mem.store_u32(OFF_RSP_PROD, start);
-        self.mem.store_u32(OFF_REQ_EVENT, start.wrapping_add(1));
-        self.mem.store_u32(OFF_RSP_EVENT, start.wrapping_add(1));
-        self.mem.fill(16, RING_HEADER_SIZE - 16, 0);
+        self.mem.store_u32(REQ_PROD, start);
+        self.mem.store_u32(RSP_PROD, start);
+        self.mem.store_u32(REQ_EVENT, start.wrapping_add(1));
+        self.mem.store_u32(RSP_EVENT, start.wrapping_add(1));
+        self.mem.fill(PAD, RING_HEADER_SIZE - PAD, 0);
     }
 
     fn slot_off(&self, idx: u32) -> usize {
@@ -183,10 +183,10 @@ impl<Req: Pod, Rsp: Pod> Ring<Req, Rsp> {
     }
 
     fn req_prod(&self) -> u32 {
-        self.mem.load_u32(OFF_REQ_PROD)
+        self.mem.load_u32(REQ_PROD)
     }
     fn rsp_prod(&self) -> u32 {
-        self.mem.load_u32(OFF_RSP_PROD)
+        self.mem.load_u32(RSP_PROD)
     }
 }
 
@@ -263,12 +263,7 @@ impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
     /// `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`: publish `req_prod`; returns
     /// `true` if the backend must be sent an event.
     pub fn push_requests_and_check_notify(&mut self) -> bool {
-        let n = publish_and_check(
-            &self.ring.mem,
-            OFF_REQ_PROD,
-            OFF_REQ_EVENT,
-            self.req_prod_pvt,
-        );
+        let n = publish_and_check(&self.ring.mem, REQ_PROD, REQ_EVENT, self.req_prod_pvt);
         if n {
             self.stats.notifies += 1;
         } else {
@@ -325,7 +320,7 @@ impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
         }
         self.ring
             .mem
-            .store_u32(OFF_RSP_EVENT, self.rsp_cons.wrapping_add(1));
+            .store_u32(RSP_EVENT, self.rsp_cons.wrapping_add(1));
         mb();
         Ok(self.unconsumed_responses()? != 0)
     }
@@ -419,12 +414,7 @@ impl<Req: Pod, Rsp: Pod> BackRing<Req, Rsp> {
 
     /// `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`.
     pub fn push_responses_and_check_notify(&mut self) -> bool {
-        let n = publish_and_check(
-            &self.ring.mem,
-            OFF_RSP_PROD,
-            OFF_RSP_EVENT,
-            self.rsp_prod_pvt,
-        );
+        let n = publish_and_check(&self.ring.mem, RSP_PROD, RSP_EVENT, self.rsp_prod_pvt);
         if n {
             self.stats.notifies += 1;
         } else {
@@ -441,7 +431,7 @@ impl<Req: Pod, Rsp: Pod> BackRing<Req, Rsp> {
         }
         self.ring
             .mem
-            .store_u32(OFF_REQ_EVENT, self.req_cons.wrapping_add(1));
+            .store_u32(REQ_EVENT, self.req_cons.wrapping_add(1));
         mb();
         Ok(self.unconsumed_requests()? != 0)
     }
@@ -504,11 +494,11 @@ mod tests {
         let m = p.mem();
         m.fill(0, 4096, 0xaa);
         let f = Front::init_shared(m.clone()).unwrap();
-        assert_eq!(m.load_u32(0), 0);
-        assert_eq!(m.load_u32(4), 1);
-        assert_eq!(m.load_u32(8), 0);
-        assert_eq!(m.load_u32(12), 1);
-        assert_eq!(m.read::<[u8; 48]>(16), [0; 48]);
+        assert_eq!(m.load_u32(REQ_PROD), 0);
+        assert_eq!(m.load_u32(REQ_EVENT), 1);
+        assert_eq!(m.load_u32(RSP_PROD), 0);
+        assert_eq!(m.load_u32(RSP_EVENT), 1);
+        assert_eq!(m.read::<[u8; 48]>(PAD), [0; 48]);
         assert_eq!(f.free_slots(), 128);
         let small = m.sub(0, 64).unwrap();
         assert!(matches!(
@@ -606,7 +596,7 @@ mod tests {
             f.take_response().unwrap().unwrap();
         }
         assert!(!f.final_check_for_responses().unwrap()); // re-armed at cons+1
-        assert_eq!(p.mem().load_u32(12), 5);
+        assert_eq!(p.mem().load_u32(RSP_EVENT), 5);
         assert_eq!(f.stats().notifies, 2);
         assert_eq!(f.stats().suppressed, 1);
         assert_eq!(b.stats().notifies, 1);
@@ -623,7 +613,7 @@ mod tests {
         }
         f.push_requests_and_check_notify();
         // Beyond what was requested (4 > 3 outstanding).
-        m.store_u32(8, (u32::MAX - 1).wrapping_add(4));
+        m.store_u32(RSP_PROD, (u32::MAX - 1).wrapping_add(4));
         let e = f.take_response().unwrap_err();
         assert_eq!(
             e,
@@ -634,15 +624,15 @@ mod tests {
             }
         );
         // Way beyond the ring size; also rsp_prod going backwards.
-        m.store_u32(8, 1000);
+        m.store_u32(RSP_PROD, 1000);
         assert!(matches!(f.take_response(), Err(RingError::BadIndex { .. })));
-        m.store_u32(8, u32::MAX - 5);
+        m.store_u32(RSP_PROD, u32::MAX - 5);
         assert!(matches!(
             f.final_check_for_responses(),
             Err(RingError::BadIndex { .. })
         ));
         // A legitimate value recovers; responses are copied once.
-        m.store_u32(8, (u32::MAX - 1).wrapping_add(1));
+        m.store_u32(RSP_PROD, (u32::MAX - 1).wrapping_add(1));
         assert!(f.take_response().unwrap().is_some());
         assert_eq!(f.take_response().unwrap(), None);
     }
@@ -653,7 +643,7 @@ mod tests {
         let m = p.mem();
         Front::init_shared(m.clone()).unwrap();
         let mut b = Back::attach(m.clone()).unwrap();
-        m.store_u32(0, 129);
+        m.store_u32(REQ_PROD, 129);
         assert_eq!(
             b.take_request(),
             Err(RingError::BadIndex {
@@ -662,22 +652,22 @@ mod tests {
                 limit: 128
             })
         );
-        m.store_u32(0, 128);
+        m.store_u32(REQ_PROD, 128);
         for _ in 0..128 {
             assert!(b.take_request().unwrap().is_some());
         }
         assert_eq!(b.take_request().unwrap(), None);
         // Requests not yet answered still count: 1 more would overflow.
-        m.store_u32(0, 129);
+        m.store_u32(REQ_PROD, 129);
         assert!(matches!(b.take_request(), Err(RingError::BadIndex { .. })));
         // After answering 10, 10 more are fine; a req_prod that moves
         // backwards (behind req_cons) is rejected.
         for _ in 0..10 {
             b.push_response(rsp(0)).unwrap();
         }
-        m.store_u32(0, 138);
+        m.store_u32(REQ_PROD, 138);
         assert_eq!(b.unconsumed_requests(), Ok(10));
-        m.store_u32(0, 127);
+        m.store_u32(REQ_PROD, 127);
         assert!(matches!(
             b.unconsumed_requests(),
             Err(RingError::BadIndex { .. })
@@ -774,7 +764,7 @@ mod tests {
         assert_eq!(front.stats().consumed, N);
         assert_eq!(front.free_slots(), front.nr_ents());
         // The indices wrapped past u32::MAX.
-        assert!(ring_page.mem().load_u32(8) < start);
+        assert!(ring_page.mem().load_u32(RSP_PROD) < start);
         assert!(front.stats().suppressed > 0 || front.stats().notifies > 0);
     }
 }

@@ -15,21 +15,10 @@ use spin::Mutex;
 
 use crate::event;
 use crate::hypercall::{self, Errno};
-
-/// vcpu_time_info of vCPU 0: version @32, tsc_timestamp @40, system_time @48,
-/// tsc_to_system_mul @56, tsc_shift @60.
-const VERSION: usize = 32;
-const TSC_TIMESTAMP: usize = 40;
-const SYSTEM_TIME: usize = 48;
-const MUL: usize = 56;
-const SHIFT: usize = 60;
-
-/// shared_info wall clock: wc_version @3072, wc_sec @3076, wc_nsec @3080,
-/// wc_sec_hi @3084 (x86_64).
-const WC_VERSION: usize = 3072;
-const WC_SEC: usize = 3076;
-const WC_NSEC: usize = 3080;
-const WC_SEC_HI: usize = 3084;
+use crate::xen_abi::xen::{
+    VCPU0_SYSTEM_TIME, VCPU0_TIME_VERSION, VCPU0_TSC_SHIFT, VCPU0_TSC_TIMESTAMP,
+    VCPU0_TSC_TO_SYSTEM_MUL, WC_NSEC, WC_SEC, WC_SEC_HI, WC_VERSION,
+};
 
 /// Nanoseconds per second.
 pub const NS_PER_SEC: u64 = 1_000_000_000;
@@ -64,18 +53,18 @@ pub fn now_ns() -> u64 {
     };
     // Bounded retry: Xen updates the record with an odd version in between.
     for _ in 0..1000 {
-        let v1: u32 = si.load_u32(VERSION);
+        let v1: u32 = si.load_u32(VCPU0_TIME_VERSION);
         if v1 & 1 != 0 {
             continue;
         }
         crate::shared::rmb();
-        let tsc_ts: u64 = si.read(TSC_TIMESTAMP);
-        let sys: u64 = si.read(SYSTEM_TIME);
-        let mul: u32 = si.read(MUL);
-        let shift: i8 = si.read(SHIFT);
+        let tsc_ts: u64 = si.read(VCPU0_TSC_TIMESTAMP);
+        let sys: u64 = si.read(VCPU0_SYSTEM_TIME);
+        let mul: u32 = si.read(VCPU0_TSC_TO_SYSTEM_MUL);
+        let shift: i8 = si.read(VCPU0_TSC_SHIFT);
         let tsc = rdtsc();
         crate::shared::rmb();
-        if si.load_u32(VERSION) == v1 {
+        if si.load_u32(VCPU0_TIME_VERSION) == v1 {
             return sys.wrapping_add(scale_delta(tsc.wrapping_sub(tsc_ts), mul, shift));
         }
     }

@@ -1,9 +1,11 @@
 //! PV console over the `xencons_interface` ring (io/console.h).
 //!
-//! Layout of the page: `in[1024]` @0 (backend → guest), `out[2048]` @1024
-//! (guest → backend), then u32 indices in_cons @3072, in_prod @3076,
-//! out_cons @3080, out_prod @3084. Indices are free-running; the slot is
-//! `idx & (size - 1)`. The backend is xenconsoled in Dom0.
+//! Layout of the page
+//! ([`XenconsInterface`](crate::xen_abi::console::XenconsInterface)):
+//! `in[1024]` (backend → guest), `out[2048]` (guest → backend), then the
+//! u32 indices in_cons, in_prod, out_cons, out_prod. Indices are
+//! free-running; the slot is `idx & (size - 1)`. The backend is
+//! xenconsoled in Dom0.
 //!
 //! We keep private copies of the indices we own (out_prod, in_cons) and never
 //! trust the peer's: every value read from the page is checked
@@ -15,15 +17,9 @@ use core::fmt;
 
 use crate::event::Events;
 use crate::shared::{mb, wmb, SharedMem, PAGE_SIZE};
-
-const IN_OFF: usize = 0;
-const IN_SIZE: u32 = 1024;
-const OUT_OFF: usize = 1024;
-const OUT_SIZE: u32 = 2048;
-const IN_CONS: usize = 3072;
-const IN_PROD: usize = 3076;
-const OUT_CONS: usize = 3080;
-const OUT_PROD: usize = 3084;
+use crate::xen_abi::console::{
+    IN as IN_OFF, IN_CONS, IN_PROD, IN_SIZE, OUT as OUT_OFF, OUT_CONS, OUT_PROD, OUT_SIZE,
+};
 
 /// How long one wait for the backend may take (ring full, flush).
 pub const WAIT_TIMEOUT_NS: u64 = 2_000_000_000;

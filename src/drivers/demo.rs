@@ -22,7 +22,7 @@
 //!   [`PeerProbe::peer_gone`] then sees the port no longer interdomain. An
 //!   event with no progress and the peer gone → [`DemoError::PeerGone`].
 //! * guest backend, Dom0 frontend: `xf-ring-front` sets the "front alive"
-//!   byte ([`ALIVE_OFFSET`], `pvt[0]`) to 1 and gntalloc's unmap notify
+//!   byte ([`ALIVE_OFFSET`], `__pad[0]`) to 1 and gntalloc's unmap notify
 //!   clears it (plus an event) when the page goes away.
 
 extern crate alloc;
@@ -47,8 +47,9 @@ crate::pod_struct! {
     }
 }
 
-/// Byte offset of the "front alive" flag (`pvt[0]` of the ring header).
-pub const ALIVE_OFFSET: usize = 16;
+/// Byte offset of the "front alive" flag: the first byte of the ring
+/// header's `__pad` (`private.pvt_pad[0]` in older ring.h).
+pub const ALIVE_OFFSET: usize = crate::xen_abi::ring::PAD;
 /// Longest single sleep: liveness is re-checked at least this often.
 pub const SLICE_NS: u64 = 100_000_000;
 

@@ -1,7 +1,8 @@
 //! libxenvchan, both roles, wire-compatible with Xen's `tools/libs/vchan`
 //! (and so with the stock `vchan-socket-proxy`).
 //!
-//! Shared control page (granted by the **server** to the client):
+//! Shared control page (granted by the **server** to the client),
+//! [`VchanInterface`](crate::xen_abi::vchan::VchanInterface):
 //!
 //! | offset | field |
 //! |---|---|
@@ -61,20 +62,11 @@ use crate::event::Events;
 use crate::shared::{mb, rmb, wmb, SharedMem, PAGE_SIZE};
 use crate::xenstore::{Perm, PermKind};
 
-const OFF_LEFT: usize = 0;
-const OFF_RIGHT: usize = 8;
-const OFF_LEFT_ORDER: usize = 16;
-const OFF_RIGHT_ORDER: usize = 18;
-const OFF_CLI_LIVE: usize = 20;
-const OFF_SRV_LIVE: usize = 21;
-const OFF_CLI_NOTIFY: usize = 22;
-const OFF_SRV_NOTIFY: usize = 23;
-const OFF_GRANTS: usize = 24;
-
-/// Notify bit: "tell me when you wrote".
-pub const NOTIFY_WRITE: u8 = 1;
-/// Notify bit: "tell me when you read".
-pub const NOTIFY_READ: u8 = 2;
+use crate::xen_abi::vchan::{
+    CLI_LIVE, CLI_NOTIFY, GRANTS, GRANT_SIZE, LEFT, LEFT_ORDER, RIGHT, RIGHT_ORDER, RING_CONS,
+    RING_PROD, SRV_LIVE, SRV_NOTIFY,
+};
+pub use crate::xen_abi::vchan::{NOTIFY_READ, NOTIFY_WRITE};
 /// In-page ring of 1 KiB at offset 1024.
 pub const SMALL_ORDER: u16 = 10;
 /// In-page ring of 2 KiB at offset 2048.
@@ -314,7 +306,7 @@ pub fn check_orders(left: u16, right: u16) -> Result<(), VchanError> {
     if left == right && left < PAGE_SHIFT {
         return Err(bad);
     }
-    let grants_end = OFF_GRANTS + 4 * (ring_pages(left) + ring_pages(right));
+    let grants_end = GRANTS + GRANT_SIZE * (ring_pages(left) + ring_pages(right));
     let first_ring = [left, right]
         .iter()
         .filter_map(|&o| in_page_offset(o))
@@ -367,10 +359,10 @@ struct Half {
 
 impl Half {
     fn cons_off(&self) -> usize {
-        self.shr
+        self.shr + RING_CONS
     }
     fn prod_off(&self) -> usize {
-        self.shr + 4
+        self.shr + RING_PROD
     }
 }
 
@@ -403,26 +395,23 @@ impl Stream {
     /// Our notify byte (what *we* must signal) and the peer's.
     fn own_notify(&self) -> usize {
         if self.server {
-            OFF_SRV_NOTIFY
+            SRV_NOTIFY
         } else {
-            OFF_CLI_NOTIFY
+            CLI_NOTIFY
         }
     }
     fn peer_notify(&self) -> usize {
         if self.server {
-            OFF_CLI_NOTIFY
+            CLI_NOTIFY
         } else {
-            OFF_SRV_NOTIFY
+            SRV_NOTIFY
         }
     }
 
     /// The peer's `*_live` byte.
     pub fn peer_live(&self) -> u8 {
-        self.ctrl.load_u8(if self.server {
-            OFF_CLI_LIVE
-        } else {
-            OFF_SRV_LIVE
-        })
+        self.ctrl
+            .load_u8(if self.server { CLI_LIVE } else { SRV_LIVE })
     }
 
     /// libxenvchan `is_open`: the peer's live byte is non-zero (for a
@@ -614,8 +603,8 @@ fn halves(
         };
         Half { shr, size, buf }
     };
-    let l = mk(OFF_LEFT, left);
-    let r = mk(OFF_RIGHT, right);
+    let l = mk(LEFT, left);
+    let r = mk(RIGHT, right);
     if server {
         (l, r) // server reads left, writes right
     } else {
@@ -720,16 +709,16 @@ impl<E: VchanEnv> Vchan<E> {
             for _ in 0..ring_pages(order) {
                 let (m, g, s) = env.share_page(client)?;
                 shares.push(s);
-                ctrl.write(OFF_GRANTS + 4 * gi, g);
+                ctrl.write(GRANTS + GRANT_SIZE * gi, g);
                 gi += 1;
                 lists[k].push(m);
             }
         }
-        ctrl.store_u16(OFF_LEFT_ORDER, lo);
-        ctrl.store_u16(OFF_RIGHT_ORDER, ro);
-        ctrl.store_u8(OFF_CLI_LIVE, LIVE_NOT_YET);
-        ctrl.store_u8(OFF_SRV_LIVE, LIVE_CONNECTED);
-        ctrl.store_u8(OFF_CLI_NOTIFY, NOTIFY_WRITE);
+        ctrl.store_u16(LEFT_ORDER, lo);
+        ctrl.store_u16(RIGHT_ORDER, ro);
+        ctrl.store_u8(CLI_LIVE, LIVE_NOT_YET);
+        ctrl.store_u8(SRV_LIVE, LIVE_CONNECTED);
+        ctrl.store_u8(CLI_NOTIFY, NOTIFY_WRITE);
         let [lp, rp] = lists;
         Ok((ctrl, gref, lp, rp))
     }
@@ -764,8 +753,8 @@ impl<E: VchanEnv> Vchan<E> {
                 // served an earlier client).
                 let rd_cons = ctrl.load_u32(rd.cons_off());
                 let wr_prod = ctrl.load_u32(wr.prod_off());
-                ctrl.store_u8(OFF_CLI_LIVE, LIVE_CONNECTED);
-                ctrl.store_u8(OFF_SRV_NOTIFY, NOTIFY_WRITE);
+                ctrl.store_u8(CLI_LIVE, LIVE_CONNECTED);
+                ctrl.store_u8(SRV_NOTIFY, NOTIFY_WRITE);
                 mb();
                 env.notify(port);
                 Ok(Vchan {
@@ -805,14 +794,14 @@ impl<E: VchanEnv> Vchan<E> {
     ) -> Result<(SharedMem, u16, Vec<SharedMem>, u16, Vec<SharedMem>), VchanError> {
         let (ctrl, m) = env.map_page(server, gref, false)?;
         maps.push(m);
-        let lo = ctrl.load_u16(OFF_LEFT_ORDER);
-        let ro = ctrl.load_u16(OFF_RIGHT_ORDER);
+        let lo = ctrl.load_u16(LEFT_ORDER);
+        let ro = ctrl.load_u16(RIGHT_ORDER);
         check_orders(lo, ro)?;
         let mut gi = 0;
         let mut lists = [Vec::new(), Vec::new()];
         for (k, order) in [lo, ro].into_iter().enumerate() {
             for _ in 0..ring_pages(order) {
-                let g: u32 = ctrl.read(OFF_GRANTS + 4 * gi);
+                let g: u32 = ctrl.read(GRANTS + GRANT_SIZE * gi);
                 gi += 1;
                 // The client writes left (RW), reads right (RO).
                 let (v, m) = env.map_page(server, g, k == 1)?;
@@ -1095,11 +1084,7 @@ impl<E: VchanEnv> Vchan<E> {
             owned,
             peer: _,
         } = self;
-        let own_live = if stream.server {
-            OFF_SRV_LIVE
-        } else {
-            OFF_CLI_LIVE
-        };
+        let own_live = if stream.server { SRV_LIVE } else { CLI_LIVE };
         stream.ctrl.store_u8(own_live, LIVE_EXITED);
         mb();
         drop(stream); // no view is used past this point

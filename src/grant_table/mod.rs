@@ -10,20 +10,22 @@
 //!
 //! Files:
 //!
-//! * `table.rs` — the pure part, host-tested: `grant_entry_v1` and the
-//!   `GNTTABOP_*` argument structs, [`GrantTable`] (free list, growth,
-//!   grant, revoke, deferred reclaim) over a [`GrantBackend`].
+//! * `table.rs` — the pure part, host-tested: the `GNTTABOP_*` argument
+//!   structs, [`GrantTable`] (free list, growth, grant, revoke, deferred
+//!   reclaim) over a [`GrantBackend`]. The table entry itself,
+//!   `grant_entry_v1` and its `GTF_*` flags, is in
+//!   [`xen_abi::grant_table`](crate::xen_abi::grant_table).
 //! * `guest.rs` — the guest singleton: the backend (`GNTTABOP_query_size`
 //!   / `setup_table` on PV, `XENMEM_add_to_physmap` on PVH), the one
 //!   global table, and `GNTTABOP_map_grant_ref` for foreign grants.
 
 mod table;
 
+pub use crate::xen_abi::grant_table::{gtf, GrantEntryV1, GRANT_ENTRY_SIZE};
 pub use table::{
-    gntmap, gtf, op, GntStatusError, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
-    GnttabUnmapGrantRef, GrantBackend, GrantEntryV1, GrantError, GrantRef, GrantTable, Revoke,
-    DOMID_SELF, ENTRIES_PER_FRAME, GRANT_ENTRY_SIZE, NR_RESERVED_ENTRIES, RESERVED_CONSOLE,
-    RESERVED_XENSTORE,
+    gntmap, op, GntStatusError, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
+    GnttabUnmapGrantRef, GrantBackend, GrantError, GrantRef, GrantTable, Revoke, DOMID_SELF,
+    ENTRIES_PER_FRAME, NR_RESERVED_ENTRIES, RESERVED_CONSOLE, RESERVED_XENSTORE,
 };
 
 #[cfg(target_os = "none")]

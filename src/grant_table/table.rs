@@ -27,9 +27,8 @@ use alloc::vec::Vec;
 use core::mem::{offset_of, size_of};
 
 use crate::shared::{wmb, SharedMem, PAGE_SIZE};
+use crate::xen_abi::grant_table::{gtf, DOMID, FLAGS, FRAME, GRANT_ENTRY_SIZE};
 
-/// Bytes per `grant_entry_v1`.
-pub const GRANT_ENTRY_SIZE: usize = 8;
 /// v1 entries per 4 KiB table frame.
 pub const ENTRIES_PER_FRAME: u32 = (PAGE_SIZE / GRANT_ENTRY_SIZE) as u32;
 /// `GNTTAB_NR_RESERVED_ENTRIES`.
@@ -38,34 +37,6 @@ pub const NR_RESERVED_ENTRIES: u32 = 8;
 pub const RESERVED_CONSOLE: GrantRef = GrantRef(0);
 /// `GNTTAB_RESERVED_XENSTORE`.
 pub const RESERVED_XENSTORE: GrantRef = GrantRef(1);
-
-/// `GTF_*` flag bits of `grant_entry_v1.flags`.
-pub mod gtf {
-    /// `GTF_invalid`: the entry grants nothing.
-    pub const INVALID: u16 = 0;
-    /// `GTF_permit_access`: `domid` may map `frame`.
-    pub const PERMIT_ACCESS: u16 = 1;
-    /// `GTF_accept_transfer`: `domid` may transfer a frame to us.
-    pub const ACCEPT_TRANSFER: u16 = 2;
-    /// `GTF_transitive`: access through another grant (v2 only).
-    pub const TRANSITIVE: u16 = 3;
-    /// `GTF_type_mask`: the entry type bits.
-    pub const TYPE_MASK: u16 = 3;
-    /// `GTF_readonly`: the peer may map the frame read-only only.
-    pub const READONLY: u16 = 1 << 2;
-    /// Set by Xen while the peer has the frame mapped for reading.
-    pub const READING: u16 = 1 << 3;
-    /// Set by Xen while the peer has the frame mapped for writing.
-    pub const WRITING: u16 = 1 << 4;
-    /// `GTF_PWT`: map with write-through caching.
-    pub const PWT: u16 = 1 << 5;
-    /// `GTF_PCD`: map with caching disabled.
-    pub const PCD: u16 = 1 << 6;
-    /// `GTF_PAT`: map with the PAT bit set.
-    pub const PAT: u16 = 1 << 7;
-    /// `GTF_sub_page`: grant only part of the page (v2 only).
-    pub const SUB_PAGE: u16 = 1 << 8;
-}
 
 /// `GNTTABOP_*` command numbers for `grant_table_op`.
 pub mod op {
@@ -275,11 +246,11 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         }
         let r = GrantRef(self.free.pop().ok_or(GrantError::Exhausted)?);
         let (mem, off) = self.entry(r);
-        mem.write::<u16>(off + 2, domid);
-        mem.write::<u32>(off + 4, frame32);
+        mem.write::<u16>(off + DOMID, domid);
+        mem.write::<u32>(off + FRAME, frame32);
         wmb(); // domid/frame visible before the permit bit
         let flags = gtf::PERMIT_ACCESS | if readonly { gtf::READONLY } else { 0 };
-        mem.store_u16(off, flags);
+        mem.store_u16(off + FLAGS, flags);
         self.slots[r.0 as usize] = Slot::Granted;
         self.in_use += 1;
         Ok(r)
@@ -289,12 +260,12 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
     /// has it mapped. Does not change our bookkeeping.
     fn try_end(&self, r: GrantRef) -> Result<(), GrantError> {
         let (mem, off) = self.entry(r);
-        let mut flags = mem.load_u16(off);
+        let mut flags = mem.load_u16(off + FLAGS);
         for _ in 0..END_ACCESS_RETRIES {
             if flags & (gtf::READING | gtf::WRITING) != 0 {
                 return Err(GrantError::InUse(r));
             }
-            match mem.cas_u16(off, flags, 0) {
+            match mem.cas_u16(off + FLAGS, flags, 0) {
                 Ok(_) => return Ok(()),
                 Err(now) => flags = now, // Xen changed it under us: re-check
             }
@@ -354,19 +325,6 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
 
 // ---------------------------------------------------------------------------
 // Wire structs for grant_table_op (layouts from grant_table.h, x86_64).
-
-crate::pod_struct! {
-    /// `grant_entry_v1`.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct GrantEntryV1 {
-        /// `GTF_*` type and flags ([`gtf`]).
-        pub flags: u16,
-        /// The domain being granted access.
-        pub domid: u16,
-        /// The frame being granted (PV: MFN, PVH: GFN).
-        pub frame: u32,
-    }
-}
 
 crate::pod_struct! {
     /// `gnttab_map_grant_ref` (GNTTABOP_map_grant_ref).
@@ -445,10 +403,6 @@ crate::pod_struct! {
 }
 
 const _: () = {
-    assert!(size_of::<GrantEntryV1>() == 8);
-    assert!(offset_of!(GrantEntryV1, domid) == 2);
-    assert!(offset_of!(GrantEntryV1, frame) == 4);
-
     assert!(size_of::<GnttabMapGrantRef>() == 32);
     assert!(offset_of!(GnttabMapGrantRef, flags) == 8);
     assert!(offset_of!(GnttabMapGrantRef, ref_) == 12);
@@ -555,6 +509,7 @@ impl GntStatusError {
 mod tests {
     use super::*;
     use crate::shared::TestPages;
+    use crate::xen_abi::grant_table::GrantEntryV1;
 
     /// Heap-backed stand-in for Xen's table frames: `max` preallocated
     /// pages, handed out as the table grows.
@@ -589,7 +544,7 @@ mod tests {
 
     fn entry(pages: &[TestPages], r: GrantRef) -> (SharedMem, usize) {
         let m = pages[(r.0 / ENTRIES_PER_FRAME) as usize].mem();
-        (m, (r.0 % ENTRIES_PER_FRAME) as usize * 8)
+        (m, (r.0 % ENTRIES_PER_FRAME) as usize * GRANT_ENTRY_SIZE)
     }
 
     #[test]
@@ -732,7 +687,7 @@ mod tests {
         }
         let mut t: GrantTable<One, u32> = GrantTable::new(One(Some(m.clone())), 1).unwrap();
         let r = t.grant_access(0, 5, false).unwrap();
-        let off = r.0 as usize * 8;
+        let off = r.0 as usize * GRANT_ENTRY_SIZE + FLAGS;
         // Simulate the race on the primitive used by try_end: the flags we
         // read (permit) are stale by the time of the CAS.
         let seen = m.load_u16(off);

@@ -14,7 +14,7 @@ use crate::arch::x86_64::pv::mm::PvMm;
 use crate::arch::x86_64::pvh::mm as pvh;
 use crate::heap;
 use crate::shared::{SharedMem, PAGE_SIZE};
-use crate::start_info::StartInfo;
+use crate::xen_abi::start_info::StartInfo;
 
 static PV: Once<PvMm> = Once::new();
 /// Set by [`init_pvh`]: identity-mapped PVH memory (see `pvh`).

@@ -1,8 +1,13 @@
-//! PV `start_info` (xen/include/public/xen.h), x86_64 layout.
+//! How Xen describes the domain at boot, x86_64 layout: the PV
+//! `start_info` (`xen/include/public/xen.h`), whose virtual address the
+//! domain builder passes in rsi at the PV entry, and the PVH
+//! `hvm_start_info` (`arch-x86/hvm/start_info.h`), whose physical address is
+//! in ebx at the PVH entry.
 //!
-//! The domain builder passes its virtual address in rsi at the PV entry.
-//! Pure data; `boot` copies it out of guest memory once, everything else
-//! works on the copy.
+//! Pure data; the entry path copies them out of guest memory once,
+//! everything else works on the copy.
+
+use core::mem::{offset_of, size_of};
 
 /// `start_info.magic` starts with this for a PV guest of any Xen 3+.
 pub const MAGIC_PREFIX: &[u8] = b"xen-3.0";
@@ -110,6 +115,35 @@ pub struct MemmapEntry {
 /// `XEN_HVM_MEMMAP_TYPE_RAM`.
 pub const E820_RAM: u32 = 1;
 
+// guest-abi.md §2, §3.
+const _: () = {
+    assert!(offset_of!(StartInfo, nr_pages) == 32);
+    assert!(offset_of!(StartInfo, shared_info) == 40);
+    assert!(offset_of!(StartInfo, flags) == 48);
+    assert!(offset_of!(StartInfo, store_mfn) == 56);
+    assert!(offset_of!(StartInfo, store_evtchn) == 64);
+    assert!(offset_of!(StartInfo, console_mfn) == 72);
+    assert!(offset_of!(StartInfo, console_evtchn) == 80);
+    assert!(offset_of!(StartInfo, pt_base) == 88);
+    assert!(offset_of!(StartInfo, nr_pt_frames) == 96);
+    assert!(offset_of!(StartInfo, mfn_list) == 104);
+    assert!(offset_of!(StartInfo, mod_start) == 112);
+    assert!(offset_of!(StartInfo, mod_len) == 120);
+    assert!(offset_of!(StartInfo, cmd_line) == 128);
+    assert!(offset_of!(StartInfo, first_p2m_pfn) == 1152);
+    assert!(offset_of!(StartInfo, nr_p2m_frames) == 1160);
+    assert!(size_of::<StartInfo>() == 1168);
+    assert!(offset_of!(HvmStartInfo, flags) == 8);
+    assert!(offset_of!(HvmStartInfo, modlist_paddr) == 16);
+    assert!(offset_of!(HvmStartInfo, cmdline_paddr) == 24);
+    assert!(offset_of!(HvmStartInfo, rsdp_paddr) == 32);
+    assert!(offset_of!(HvmStartInfo, memmap_paddr) == 40);
+    assert!(offset_of!(HvmStartInfo, memmap_entries) == 48);
+    assert!(size_of::<HvmStartInfo>() == 56);
+    assert!(offset_of!(MemmapEntry, kind) == 16);
+    assert!(size_of::<MemmapEntry>() == 24);
+};
+
 /// Bytes of `buf` up to (not including) the first NUL.
 pub fn c_str(buf: &[u8]) -> &[u8] {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -136,36 +170,6 @@ impl StartInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::{offset_of, size_of};
-
-    #[test]
-    fn layout_matches_xen_h() {
-        assert_eq!(offset_of!(StartInfo, nr_pages), 32);
-        assert_eq!(offset_of!(StartInfo, shared_info), 40);
-        assert_eq!(offset_of!(StartInfo, flags), 48);
-        assert_eq!(offset_of!(StartInfo, store_mfn), 56);
-        assert_eq!(offset_of!(StartInfo, store_evtchn), 64);
-        assert_eq!(offset_of!(StartInfo, console_mfn), 72);
-        assert_eq!(offset_of!(StartInfo, console_evtchn), 80);
-        assert_eq!(offset_of!(StartInfo, pt_base), 88);
-        assert_eq!(offset_of!(StartInfo, nr_pt_frames), 96);
-        assert_eq!(offset_of!(StartInfo, mfn_list), 104);
-        assert_eq!(offset_of!(StartInfo, mod_start), 112);
-        assert_eq!(offset_of!(StartInfo, mod_len), 120);
-        assert_eq!(offset_of!(StartInfo, cmd_line), 128);
-        assert_eq!(offset_of!(StartInfo, first_p2m_pfn), 1152);
-        assert_eq!(offset_of!(StartInfo, nr_p2m_frames), 1160);
-        assert_eq!(size_of::<StartInfo>(), 1168);
-        assert_eq!(offset_of!(HvmStartInfo, flags), 8);
-        assert_eq!(offset_of!(HvmStartInfo, modlist_paddr), 16);
-        assert_eq!(offset_of!(HvmStartInfo, cmdline_paddr), 24);
-        assert_eq!(offset_of!(HvmStartInfo, rsdp_paddr), 32);
-        assert_eq!(offset_of!(HvmStartInfo, memmap_paddr), 40);
-        assert_eq!(offset_of!(HvmStartInfo, memmap_entries), 48);
-        assert_eq!(size_of::<HvmStartInfo>(), 56);
-        assert_eq!(offset_of!(MemmapEntry, kind), 16);
-        assert_eq!(size_of::<MemmapEntry>(), 24);
-    }
 
     #[test]
     fn strings() {

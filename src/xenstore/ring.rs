@@ -5,20 +5,8 @@
 
 use super::wire::Error;
 use crate::shared::{mb, rmb, wmb, SharedMem};
-
-/// `XENSTORE_RING_SIZE`: size of each byte ring in the interface page.
-pub const XENSTORE_RING_SIZE: usize = 1024;
-
-const OFF_REQ: usize = 0;
-const OFF_RSP: usize = 1024;
-const OFF_REQ_CONS: usize = 2048;
-const OFF_REQ_PROD: usize = 2052;
-const OFF_RSP_CONS: usize = 2056;
-const OFF_RSP_PROD: usize = 2060;
-const OFF_SERVER_FEATURES: usize = 2064;
-const OFF_CONNECTION: usize = 2068;
-const OFF_ERROR: usize = 2072;
-const INTERFACE_SIZE: usize = 2076;
+use crate::xen_abi::xs_wire;
+pub use crate::xen_abi::xs_wire::XENSTORE_RING_SIZE;
 
 /// The guest side of the XenStore interface page.
 pub struct XsRing {
@@ -34,7 +22,7 @@ impl XsRing {
     /// Wraps the interface page (PV `start_info.store_mfn`, PVH
     /// `HVM_PARAM_STORE_PFN`).
     pub fn new(mem: SharedMem) -> Result<XsRing, Error> {
-        if mem.len() < INTERFACE_SIZE {
+        if mem.len() < xs_wire::INTERFACE_SIZE {
             return Err(Error::BadRingPage);
         }
         Ok(XsRing { mem })
@@ -42,24 +30,24 @@ impl XsRing {
 
     /// `server_features` (1 = XENSTORE_SERVER_FEATURE_RECONNECTION, 2 = ERROR).
     pub fn server_features(&self) -> u32 {
-        self.mem.load_u32(OFF_SERVER_FEATURES)
+        self.mem.load_u32(xs_wire::SERVER_FEATURES)
     }
 
     /// `connection` (0 connected, 1 reconnect in progress).
     pub fn connection(&self) -> u32 {
-        self.mem.load_u32(OFF_CONNECTION)
+        self.mem.load_u32(xs_wire::CONNECTION)
     }
 
     /// `error` (0 none, 1 COMM, 2 RINGIDX, 3 PROTO).
     pub fn error(&self) -> u32 {
-        self.mem.load_u32(OFF_ERROR)
+        self.mem.load_u32(xs_wire::ERROR)
     }
 
     /// Copies as much of `data` as fits into the request ring; returns the
     /// number of bytes queued (0 if full). Caller notifies if > 0.
     pub fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
-        let cons = self.mem.load_u32(OFF_REQ_CONS);
-        let prod = self.mem.load_u32(OFF_REQ_PROD);
+        let cons = self.mem.load_u32(xs_wire::REQ_CONS);
+        let prod = self.mem.load_u32(xs_wire::REQ_PROD);
         mb(); // read cons before overwriting the bytes it frees
         let used = prod.wrapping_sub(cons);
         if used as usize > XENSTORE_RING_SIZE {
@@ -70,21 +58,22 @@ impl XsRing {
         while done < n {
             let off = mask(prod.wrapping_add(done as u32));
             let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
-            self.mem.copy_in(OFF_REQ + off, &data[done..done + chunk]);
+            self.mem
+                .copy_in(xs_wire::REQ + off, &data[done..done + chunk]);
             done += chunk;
         }
         wmb(); // bytes before the index
         self.mem
-            .store_u32(OFF_REQ_PROD, prod.wrapping_add(n as u32));
+            .store_u32(xs_wire::REQ_PROD, prod.wrapping_add(n as u32));
         Ok(n)
     }
 
     /// Copies available response bytes into `buf`; returns the count (0 if
     /// none). Caller notifies if > 0 (xenstored may be waiting for space).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let prod = self.mem.load_u32(OFF_RSP_PROD);
+        let prod = self.mem.load_u32(xs_wire::RSP_PROD);
         rmb(); // index before bytes
-        let cons = self.mem.load_u32(OFF_RSP_CONS);
+        let cons = self.mem.load_u32(xs_wire::RSP_CONS);
         let avail = prod.wrapping_sub(cons);
         if avail as usize > XENSTORE_RING_SIZE {
             return Err(Error::BadRingIndex { prod, cons });
@@ -95,12 +84,12 @@ impl XsRing {
             let off = mask(cons.wrapping_add(done as u32));
             let chunk = (n - done).min(XENSTORE_RING_SIZE - off);
             self.mem
-                .copy_out(OFF_RSP + off, &mut buf[done..done + chunk]);
+                .copy_out(xs_wire::RSP + off, &mut buf[done..done + chunk]);
             done += chunk;
         }
         mb(); // finish reading before releasing the space
         self.mem
-            .store_u32(OFF_RSP_CONS, cons.wrapping_add(n as u32));
+            .store_u32(xs_wire::RSP_CONS, cons.wrapping_add(n as u32));
         Ok(n)
     }
 }

@@ -3,6 +3,7 @@
 use super::ring::mask;
 use super::*;
 use crate::shared::{SharedMem, TestPages};
+use crate::xen_abi::xs_wire;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -295,31 +296,40 @@ struct ServerSide {
 
 impl ServerSide {
     fn read_requests(&self, out: &mut Vec<u8>) -> usize {
-        let prod = self.mem.load_u32(2052);
-        let cons = self.mem.load_u32(2048);
+        let prod = self.mem.load_u32(xs_wire::REQ_PROD);
+        let cons = self.mem.load_u32(xs_wire::REQ_CONS);
         let n = prod.wrapping_sub(cons) as usize;
         assert!(n <= 1024, "client published bad req_prod");
         for i in 0..n {
-            out.push(self.mem.read::<u8>(mask(cons.wrapping_add(i as u32))));
+            out.push(
+                self.mem
+                    .read::<u8>(xs_wire::REQ + mask(cons.wrapping_add(i as u32))),
+            );
         }
-        self.mem.store_u32(2048, prod);
+        self.mem.store_u32(xs_wire::REQ_CONS, prod);
         n
     }
     /// Writes up to `max` bytes of `data` to the response ring.
     fn write_responses(&self, data: &[u8], max: usize) -> usize {
-        let prod = self.mem.load_u32(2060);
-        let cons = self.mem.load_u32(2056);
+        let prod = self.mem.load_u32(xs_wire::RSP_PROD);
+        let cons = self.mem.load_u32(xs_wire::RSP_CONS);
         let space = 1024 - prod.wrapping_sub(cons) as usize;
         let n = data.len().min(space).min(max);
         for (i, &b) in data[..n].iter().enumerate() {
             self.mem
-                .write::<u8>(1024 + mask(prod.wrapping_add(i as u32)), b);
+                .write::<u8>(xs_wire::RSP + mask(prod.wrapping_add(i as u32)), b);
         }
-        self.mem.store_u32(2060, prod.wrapping_add(n as u32));
+        self.mem
+            .store_u32(xs_wire::RSP_PROD, prod.wrapping_add(n as u32));
         n
     }
     fn set_indices(&self, start: u32) {
-        for off in [2048, 2052, 2056, 2060] {
+        for off in [
+            xs_wire::REQ_CONS,
+            xs_wire::REQ_PROD,
+            xs_wire::RSP_CONS,
+            xs_wire::RSP_PROD,
+        ] {
             self.mem.store_u32(off, start);
         }
     }
@@ -350,19 +360,19 @@ fn byte_ring_wraps_and_validates() {
 
     // Bad indices from xenstored.
     let m = page.mem();
-    let cons = m.load_u32(2056);
-    m.store_u32(2060, cons.wrapping_add(1025));
+    let cons = m.load_u32(xs_wire::RSP_CONS);
+    m.store_u32(xs_wire::RSP_PROD, cons.wrapping_add(1025));
     assert!(matches!(
         ring.read(&mut buf),
         Err(Error::BadRingIndex { .. })
     ));
-    m.store_u32(2060, cons.wrapping_sub(1));
+    m.store_u32(xs_wire::RSP_PROD, cons.wrapping_sub(1));
     assert!(matches!(
         ring.read(&mut buf),
         Err(Error::BadRingIndex { .. })
     ));
-    let prod = m.load_u32(2052);
-    m.store_u32(2048, prod.wrapping_add(1)); // req_cons ahead of req_prod
+    let prod = m.load_u32(xs_wire::REQ_PROD);
+    m.store_u32(xs_wire::REQ_CONS, prod.wrapping_add(1)); // req_cons ahead of req_prod
     assert!(matches!(ring.write(b"x"), Err(Error::BadRingIndex { .. })));
     assert!(XsRing::new(page.mem().sub(0, 2048).unwrap()).is_err());
 }
@@ -488,7 +498,7 @@ fn scripted_framing_errors() {
 
     let (page, mut xs) = scripted(7);
     let m = page.mem();
-    m.store_u32(2060, 7 + 2000);
+    m.store_u32(xs_wire::RSP_PROD, 7 + 2000);
     assert!(matches!(
         xs.read(TxId::NONE, "/k"),
         Err(Error::BadRingIndex { .. })

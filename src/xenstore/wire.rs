@@ -13,10 +13,13 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::xen_abi::xs_wire::{MSG_LEN, MSG_REQ_ID, MSG_TX_ID, MSG_TYPE};
+
 /// `XENSTORE_PAYLOAD_MAX`: largest payload of any message.
 pub const XENSTORE_PAYLOAD_MAX: usize = 4096;
-/// Size of `struct xsd_sockmsg`.
-pub const HEADER_SIZE: usize = 16;
+/// Size of `struct xsd_sockmsg`
+/// ([`XsdSockmsg`](crate::xen_abi::xs_wire::XsdSockmsg)).
+pub const HEADER_SIZE: usize = crate::xen_abi::xs_wire::HEADER_SIZE;
 /// `XENSTORE_ABS_PATH_MAX`.
 pub const ABS_PATH_MAX: usize = 3072;
 /// `XENSTORE_REL_PATH_MAX`.
@@ -284,10 +287,10 @@ impl Header {
     /// Little-endian wire form.
     pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
-        b[0..4].copy_from_slice(&self.ty.to_le_bytes());
-        b[4..8].copy_from_slice(&self.req_id.to_le_bytes());
-        b[8..12].copy_from_slice(&self.tx_id.to_le_bytes());
-        b[12..16].copy_from_slice(&self.len.to_le_bytes());
+        b[MSG_TYPE..MSG_TYPE + 4].copy_from_slice(&self.ty.to_le_bytes());
+        b[MSG_REQ_ID..MSG_REQ_ID + 4].copy_from_slice(&self.req_id.to_le_bytes());
+        b[MSG_TX_ID..MSG_TX_ID + 4].copy_from_slice(&self.tx_id.to_le_bytes());
+        b[MSG_LEN..MSG_LEN + 4].copy_from_slice(&self.len.to_le_bytes());
         b
     }
 
@@ -295,10 +298,10 @@ impl Header {
     pub fn from_bytes(b: &[u8; HEADER_SIZE]) -> Header {
         let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Header {
-            ty: u(0),
-            req_id: u(4),
-            tx_id: u(8),
-            len: u(12),
+            ty: u(MSG_TYPE),
+            req_id: u(MSG_REQ_ID),
+            tx_id: u(MSG_TX_ID),
+            len: u(MSG_LEN),
         }
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::drivers::fake_evtchn::{pair, End};
 use crate::shared::TestPages;
+use crate::xen_abi::ring::{REQ_PROD, RSP_PROD};
 use std::collections::HashSet;
 
 impl PeerProbe for End {
@@ -121,14 +122,14 @@ fn setup(
 #[test]
 fn bad_rsp_prod_disconnects() {
     let (p, mut f, _b, _reqs, fe) = setup(3);
-    p.mem().store_u32(8, 3 + 256 + 1);
+    p.mem().store_u32(RSP_PROD, 3 + 256 + 1);
     let e = f.poll().unwrap_err();
     assert!(
         matches!(e, DemoError::Ring(RingError::BadIndex { .. })),
         "{e}"
     );
     // Sticky: even a corrected index does not reconnect.
-    p.mem().store_u32(8, 0);
+    p.mem().store_u32(RSP_PROD, 0);
     assert_eq!(f.poll(), Err(e));
     assert_eq!(f.run(&fe, 0, 10, SEC), Err(e));
     assert_eq!(f.try_send(0, 0), Err(e));
@@ -226,7 +227,7 @@ fn backend_sees_bad_req_prod_and_front_leaving() {
     let _f = DemoFront::new(p.mem(), 1).unwrap();
     p.mem().store_u8(ALIVE_OFFSET, 1);
     let mut b = DemoBack::attach(p.mem(), 2, true).unwrap();
-    p.mem().store_u32(0, 257);
+    p.mem().store_u32(REQ_PROD, 257);
     let e = b.serve(&be, None, SEC).unwrap_err();
     assert!(
         matches!(e, DemoError::Ring(RingError::BadIndex { .. })),

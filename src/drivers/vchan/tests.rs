@@ -340,14 +340,14 @@ fn server_publishes_control_page_and_keys() {
     let w = world();
     let s = server(&w, 0, 0);
     let ctrl = s.stream.ctrl.clone();
-    assert_eq!(ctrl.load_u16(16), 10);
-    assert_eq!(ctrl.load_u16(18), 11);
+    assert_eq!(ctrl.load_u16(LEFT_ORDER), 10);
+    assert_eq!(ctrl.load_u16(RIGHT_ORDER), 11);
     assert_eq!(
         [
-            ctrl.load_u8(20),
-            ctrl.load_u8(21),
-            ctrl.load_u8(22),
-            ctrl.load_u8(23)
+            ctrl.load_u8(CLI_LIVE),
+            ctrl.load_u8(SRV_LIVE),
+            ctrl.load_u8(CLI_NOTIFY),
+            ctrl.load_u8(SRV_NOTIFY)
         ],
         [2, 1, NOTIFY_WRITE, 0]
     );
@@ -373,8 +373,8 @@ fn server_publishes_control_page_and_keys() {
         assert_eq!(wl.live_grants(), 1);
     }
     let c = client(&w);
-    assert_eq!(ctrl.load_u8(20), 1);
-    assert_eq!(ctrl.load_u8(23), NOTIFY_WRITE);
+    assert_eq!(ctrl.load_u8(CLI_LIVE), 1);
+    assert_eq!(ctrl.load_u8(SRV_NOTIFY), NOTIFY_WRITE);
     c.close();
     s.close();
     let wl = w.lock().unwrap();
@@ -488,7 +488,7 @@ fn killed_peer_detected() {
     let c = client(&w);
     s.wait_connected(SEC).unwrap();
     let ctrl = c.stream.ctrl.clone();
-    ctrl.store_u8(OFF_CLI_LIVE, 0);
+    ctrl.store_u8(CLI_LIVE, 0);
     c.env.notify(c.port);
     let t0 = Instant::now();
     let mut buf = [0u8; 4];
@@ -496,7 +496,7 @@ fn killed_peer_detected() {
     assert_eq!(s.echo(u64::MAX, 10 * SEC), Ok(0));
     assert!(t0.elapsed().as_secs() < 2);
     // A silent peer (alive, never writes): bounded wait.
-    ctrl.store_u8(OFF_CLI_LIVE, 1);
+    ctrl.store_u8(CLI_LIVE, 1);
     assert!(matches!(
         s.read(&mut buf, SEC / 5),
         Err(VchanError::Timeout { .. })
@@ -510,7 +510,7 @@ fn bad_peer_indices_disconnect() {
     let mut c = client(&w);
     let ctrl = c.stream.ctrl.clone();
     // Client claims more than a 1 KiB ring can hold.
-    ctrl.store_u32(OFF_LEFT + 4, 1025);
+    ctrl.store_u32(LEFT + RING_PROD, 1025);
     let mut buf = [0u8; 16];
     let e = s.read(&mut buf, SEC).unwrap_err();
     assert_eq!(
@@ -522,11 +522,11 @@ fn bad_peer_indices_disconnect() {
             size: 1024
         }
     );
-    ctrl.store_u32(OFF_LEFT + 4, 0);
+    ctrl.store_u32(LEFT + RING_PROD, 0);
     assert_eq!(s.read(&mut buf, SEC), Err(e.clone()), "sticky");
     assert!(format!("{e}").starts_with("protocol error"));
     // Server's cons running ahead of what the client produced.
-    ctrl.store_u32(OFF_LEFT, 5);
+    ctrl.store_u32(LEFT + RING_CONS, 5);
     assert!(matches!(
         c.write_all(b"abc", SEC),
         Err(VchanError::BadIndex { ring: "write", .. })
@@ -561,8 +561,8 @@ fn client_rejects_bad_server_and_releases_everything() {
     s.close();
     // Orders that would overlap grants and the in-page ring.
     let s = server(&w, 0, 0);
-    s.stream.ctrl.store_u16(OFF_LEFT_ORDER, 10);
-    s.stream.ctrl.store_u16(OFF_RIGHT_ORDER, 20);
+    s.stream.ctrl.store_u16(LEFT_ORDER, 10);
+    s.stream.ctrl.store_u16(RIGHT_ORDER, 20);
     let (env, e) = Vchan::client(env, SRV, PATH).err().unwrap();
     assert_eq!(
         e,
@@ -645,7 +645,7 @@ fn server_sees_client_die_mid_transfer() {
     let took = s.env.now_ns() - t0;
     assert!(took <= SLICE_NS, "took {took} ns");
     assert_eq!(s.stream.stats().bytes_written, 4, "echoed before it died");
-    assert_eq!(cctrl.load_u32(OFF_RIGHT + 4), 4);
+    assert_eq!(cctrl.load_u32(RIGHT + RING_PROD), 4);
     assert_eq!(s.stream.peer_live(), LIVE_CONNECTED, "no goodbye");
     let t1 = s.env.now_ns();
     let mut buf = [0u8; 8];

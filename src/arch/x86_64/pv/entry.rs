@@ -12,7 +12,7 @@ use crate::kernel;
 use crate::mm;
 use crate::platform::Platform;
 use crate::shared::{SharedMem, PAGE_SIZE};
-use crate::start_info::StartInfo;
+use crate::xen_abi::start_info::StartInfo;
 
 use super::traps;
 

@@ -16,6 +16,7 @@ use crate::hypercall::{self, Errno, ShutdownReason, TrapInfo, FLAT_KERNEL_CS};
 use crate::kernel;
 use crate::print;
 use crate::println;
+use crate::xen_abi::xen::VCPU0_CR2;
 
 use crate::arch::x86_64::trap::{exception_name, TrapFrame};
 
@@ -133,9 +134,8 @@ static IN_FATAL: AtomicBool = AtomicBool::new(false);
 #[unsafe(no_mangle)]
 extern "C" fn xenfront_pv_trap(frame: &TrapFrame) -> ! {
     // Read cr2 first: a later fault would overwrite it.
-    let cr2 = event::shared_info().map(|si| {
-        si.load_u32(event::VCPU0_CR2) as u64 | (si.load_u32(event::VCPU0_CR2 + 4) as u64) << 32
-    });
+    let cr2 = event::shared_info()
+        .map(|si| si.load_u32(VCPU0_CR2) as u64 | (si.load_u32(VCPU0_CR2 + 4) as u64) << 32);
     if frame.vector == 14 {
         fatal(format_args!(
             "{} at rip={:#x} (err={:#x}, cr2={:#x})",

@@ -43,7 +43,7 @@ use crate::kernel;
 use crate::platform::{Platform, MAX_MEMMAP};
 use crate::print;
 use crate::shared::{SharedMem, PAGE_SIZE};
-use crate::start_info::{HvmStartInfo, MemmapEntry, CMDLINE_MAX, HVM_START_MAGIC};
+use crate::xen_abi::start_info::{HvmStartInfo, MemmapEntry, CMDLINE_MAX, HVM_START_MAGIC};
 
 global_asm!(
     concat!(
