@@ -84,11 +84,15 @@ fn boot(platform: &Platform) {
             "start_info: magic {:?} nr_pages {} flags {:#x}",
             Bytes(platform.magic()),
             platform.nr_pages,
-            platform.flags
+            platform.flags.bits()
         ),
         Some(h) => println!(
             "hvm_start_info: magic {:#x} version {} nr_pages {} flags {:#x} memmap {} entries",
-            h.magic, h.version, platform.nr_pages, platform.flags, h.memmap_entries
+            h.magic,
+            h.version,
+            platform.nr_pages,
+            platform.flags.bits(),
+            h.memmap_entries
         ),
     }
     print_mm();

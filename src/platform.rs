@@ -2,7 +2,9 @@
 //! kernel was entered (PV: src/arch/x86_64/pv/entry.rs, PVH:
 //! src/arch/x86_64/pvh/entry.rs). `kernel_main` only sees this.
 
-use crate::xen_abi::start_info::{HvmStartInfo, MemmapEntry, StartInfo, CMDLINE_MAX, E820_RAM};
+use crate::xen_abi::start_info::{
+    HvmStartInfo, MemmapEntry, SifFlags, StartInfo, CMDLINE_MAX, E820_RAM,
+};
 
 /// How Xen started us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub struct Platform {
     /// Pages of RAM the domain has.
     pub nr_pages: u64,
     /// `SIF_*` flags.
-    pub flags: u32,
+    pub flags: SifFlags,
     cmdline: [u8; CMDLINE_MAX],
     cmdline_len: usize,
     /// PV console ring, if any (None for Dom0).
@@ -149,7 +151,7 @@ impl Platform {
             kind: BootKind::Pv,
             magic: si.magic,
             nr_pages: si.nr_pages,
-            flags: si.flags,
+            flags: SifFlags::from_bits_retain(si.flags),
             cmdline,
             cmdline_len: cmd.len(),
             console: ring(si.console_mfn, si.console_evtchn),
@@ -187,7 +189,7 @@ impl Platform {
             kind: BootKind::Pvh,
             magic: [0; 32],
             nr_pages: memmap.ram_pages(),
-            flags: hsi.flags,
+            flags: SifFlags::from_bits_retain(hsi.flags),
             cmdline,
             cmdline_len: cmd.len(),
             console: ring(console),

@@ -20,8 +20,8 @@ use core::fmt;
 use spin::Mutex;
 
 use super::table::{
-    gntmap, GntStatusError, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantBackend, GrantError,
-    GrantRef, GrantTable, Revoke,
+    GntStatusError, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantBackend, GrantError, GrantRef,
+    GrantTable, MapFlags, Revoke,
 };
 use crate::hypercall::{self, Errno};
 use crate::mm::{self, MmError, SharedPage};
@@ -324,7 +324,13 @@ pub fn map_grant(
     let va = mm::vmap_reserve().map_err(GnttabError::Mm)?;
     let mut op = GnttabMapGrantRef {
         host_addr: va,
-        flags: gntmap::HOST_MAP | if readonly { gntmap::READONLY } else { 0 },
+        flags: (MapFlags::HOST_MAP
+            | if readonly {
+                MapFlags::READONLY
+            } else {
+                MapFlags::empty()
+            })
+        .bits(),
         ref_: gref.0,
         dom: domid,
         ..Default::default()

@@ -13,7 +13,7 @@
 //! * `table.rs` — the pure part, host-tested: the `GNTTABOP_*` argument
 //!   structs, [`GrantTable`] (free list, growth, grant, revoke, deferred
 //!   reclaim) over a [`GrantBackend`]. The table entry itself,
-//!   `grant_entry_v1` and its `GTF_*` flags, is in
+//!   `grant_entry_v1` and its `GTF_*` flags ([`GrantFlags`]), is in
 //!   [`xen_abi::grant_table`](crate::xen_abi::grant_table).
 //! * `guest.rs` — the guest singleton: the backend (`GNTTABOP_query_size`
 //!   / `setup_table` on PV, `XENMEM_add_to_physmap` on PVH), the one
@@ -21,10 +21,10 @@
 
 mod table;
 
-pub use crate::xen_abi::grant_table::{gtf, GrantEntryV1, GRANT_ENTRY_SIZE};
+pub use crate::xen_abi::grant_table::{GrantEntryV1, GrantFlags, GRANT_ENTRY_SIZE};
 pub use table::{
-    gntmap, op, GntStatusError, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
-    GnttabUnmapGrantRef, GrantBackend, GrantError, GrantRef, GrantTable, Revoke, DOMID_SELF,
+    op, GntStatusError, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef,
+    GrantBackend, GrantError, GrantRef, GrantTable, MapFlags, Revoke, DOMID_SELF,
     ENTRIES_PER_FRAME, NR_RESERVED_ENTRIES, RESERVED_CONSOLE, RESERVED_XENSTORE,
 };
 

@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use core::mem::{offset_of, size_of};
 
 use crate::shared::{wmb, SharedMem, PAGE_SIZE};
-use crate::xen_abi::grant_table::{gtf, DOMID, FLAGS, FRAME, GRANT_ENTRY_SIZE};
+use crate::xen_abi::grant_table::{GrantFlags, DOMID, FLAGS, FRAME, GRANT_ENTRY_SIZE};
 
 /// v1 entries per 4 KiB table frame.
 pub const ENTRIES_PER_FRAME: u32 = (PAGE_SIZE / GRANT_ENTRY_SIZE) as u32;
@@ -64,18 +64,22 @@ pub mod op {
     pub const GET_VERSION: u32 = 10;
 }
 
-/// `GNTMAP_*` flags of `gnttab_map_grant_ref.flags`.
-pub mod gntmap {
-    /// `GNTMAP_device_map`: map for device access (bus address).
-    pub const DEVICE_MAP: u32 = 1;
-    /// `GNTMAP_host_map`: map at `host_addr`.
-    pub const HOST_MAP: u32 = 2;
-    /// `GNTMAP_readonly`: map read-only.
-    pub const READONLY: u32 = 4;
-    /// `GNTMAP_application_map`: map for user space (PV).
-    pub const APPLICATION_MAP: u32 = 8;
-    /// `GNTMAP_contains_pte`: `host_addr` is the address of a PTE to fill.
-    pub const CONTAINS_PTE: u32 = 16;
+bitflags::bitflags! {
+    /// `GNTMAP_*` (grant_table.h): [`GnttabMapGrantRef::flags`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct MapFlags: u32 {
+        /// `GNTMAP_device_map`: map for device access (bus address).
+        const DEVICE_MAP = 1 << 0;
+        /// `GNTMAP_host_map`: map at `host_addr`.
+        const HOST_MAP = 1 << 1;
+        /// `GNTMAP_readonly`: map read-only.
+        const READONLY = 1 << 2;
+        /// `GNTMAP_application_map`: map for user space (PV).
+        const APPLICATION_MAP = 1 << 3;
+        /// `GNTMAP_contains_pte`: `host_addr` is the address of a PTE to
+        /// fill.
+        const CONTAINS_PTE = 1 << 4;
+    }
 }
 
 /// `DOMID_SELF`.
@@ -249,8 +253,13 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         mem.write::<u16>(off + DOMID, domid);
         mem.write::<u32>(off + FRAME, frame32);
         wmb(); // domid/frame visible before the permit bit
-        let flags = gtf::PERMIT_ACCESS | if readonly { gtf::READONLY } else { 0 };
-        mem.store_u16(off + FLAGS, flags);
+        let flags = GrantFlags::PERMIT_ACCESS
+            | if readonly {
+                GrantFlags::READONLY
+            } else {
+                GrantFlags::empty()
+            };
+        mem.store_u16(off + FLAGS, flags.bits());
         self.slots[r.0 as usize] = Slot::Granted;
         self.in_use += 1;
         Ok(r)
@@ -262,7 +271,9 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         let (mem, off) = self.entry(r);
         let mut flags = mem.load_u16(off + FLAGS);
         for _ in 0..END_ACCESS_RETRIES {
-            if flags & (gtf::READING | gtf::WRITING) != 0 {
+            if GrantFlags::from_bits_retain(flags)
+                .intersects(GrantFlags::READING | GrantFlags::WRITING)
+            {
                 return Err(GrantError::InUse(r));
             }
             match mem.cas_u16(off + FLAGS, flags, 0) {
@@ -332,7 +343,7 @@ crate::pod_struct! {
     pub struct GnttabMapGrantRef {
         /// PV: virtual address; PVH: guest-physical address of the target page.
         pub host_addr: u64,
-        /// `GNTMAP_*` ([`gntmap`]).
+        /// `GNTMAP_*` ([`MapFlags`] bits).
         pub flags: u32,
         /// The peer's grant reference.
         pub ref_: u32,
@@ -425,6 +436,9 @@ const _: () = {
     assert!(offset_of!(GnttabQuerySize, nr_frames) == 4);
     assert!(offset_of!(GnttabQuerySize, max_nr_frames) == 8);
     assert!(offset_of!(GnttabQuerySize, status) == 12);
+
+    assert!(MapFlags::HOST_MAP.bits() == 2);
+    assert!(MapFlags::READONLY.bits() == 4);
 };
 
 /// Non-zero `GNTST_*` per-op status codes.
@@ -577,7 +591,7 @@ mod tests {
         assert_eq!(
             m.read::<GrantEntryV1>(off),
             GrantEntryV1 {
-                flags: gtf::PERMIT_ACCESS | gtf::READONLY,
+                flags: (GrantFlags::PERMIT_ACCESS | GrantFlags::READONLY).bits(),
                 domid: 0,
                 frame: 0x1234_5678
             }
@@ -647,7 +661,7 @@ mod tests {
         let b = t.grant_access(0, 11, false).unwrap();
         // Xen maps `a` for the backend: sets GTF_reading|GTF_writing.
         let (ma, offa) = entry(&p, a);
-        ma.fetch_or_u16(offa, gtf::READING | gtf::WRITING);
+        ma.fetch_or_u16(offa, (GrantFlags::READING | GrantFlags::WRITING).bits());
         assert_eq!(t.end_access(a), Err(GrantError::InUse(a)));
         assert_eq!(t.revoke_or_defer(a, "page-a").unwrap(), Revoke::Deferred);
         assert_eq!(
@@ -664,7 +678,7 @@ mod tests {
         assert_eq!(t.grant_access(0, 0, false), Err(GrantError::Exhausted));
         assert_eq!(t.end_access(a), Err(GrantError::NotGranted(a)));
         // Backend unmaps: Xen clears the bits; the page comes back.
-        ma.fetch_and_u16(offa, !(gtf::READING | gtf::WRITING));
+        ma.fetch_and_u16(offa, !(GrantFlags::READING | GrantFlags::WRITING).bits());
         assert_eq!(t.poll_deferred(), vec!["page-a"]);
         assert_eq!(t.deferred(), 0);
         assert_eq!(ma.load_u16(offa), 0);
@@ -691,11 +705,17 @@ mod tests {
         // Simulate the race on the primitive used by try_end: the flags we
         // read (permit) are stale by the time of the CAS.
         let seen = m.load_u16(off);
-        m.fetch_or_u16(off, gtf::READING);
-        assert_eq!(m.cas_u16(off, seen, 0), Err(seen | gtf::READING));
+        m.fetch_or_u16(off, GrantFlags::READING.bits());
+        assert_eq!(
+            m.cas_u16(off, seen, 0),
+            Err(seen | GrantFlags::READING.bits())
+        );
         // The table's own loop re-checks the fresh value and refuses.
         assert_eq!(t.end_access(r), Err(GrantError::InUse(r)));
-        assert_eq!(m.load_u16(off), gtf::PERMIT_ACCESS | gtf::READING);
+        assert_eq!(
+            m.load_u16(off),
+            (GrantFlags::PERMIT_ACCESS | GrantFlags::READING).bits()
+        );
         // Racing thread: Xen toggles GTF_reading while we revoke; the grant is
         // only ever cleared when the bits are clear at CAS time.
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -706,8 +726,8 @@ mod tests {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // Xen only sets the in-use bits while the grant is valid.
                     let f = xm.load_u16(off);
-                    if f & gtf::PERMIT_ACCESS != 0 {
-                        let _ = xm.cas_u16(off, f, f ^ gtf::READING);
+                    if f & GrantFlags::PERMIT_ACCESS.bits() != 0 {
+                        let _ = xm.cas_u16(off, f, f ^ GrantFlags::READING.bits());
                     }
                 }
             });

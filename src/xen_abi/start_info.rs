@@ -15,18 +15,24 @@ pub const MAGIC_PREFIX: &[u8] = b"xen-3.0";
 /// `MAX_GUEST_CMDLINE`.
 pub const CMDLINE_MAX: usize = 1024;
 
-/// `SIF_*` flags.
-pub mod sif {
-    /// `SIF_PRIVILEGED`: the domain is privileged.
-    pub const PRIVILEGED: u32 = 1;
-    /// `SIF_INITDOMAIN`: the domain is the initial control domain (Dom0).
-    pub const INITDOMAIN: u32 = 2;
-    /// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module list.
-    pub const MULTIBOOT_MOD: u32 = 4;
-    /// `SIF_MOD_START_PFN`: `mod_start` is a PFN, not a virtual address.
-    pub const MOD_START_PFN: u32 = 8;
-    /// `SIF_VIRT_P2M_4TOOLS`: the toolstack may use the virtual P2M list.
-    pub const VIRT_P2M_4TOOLS: u32 = 0x10;
+bitflags::bitflags! {
+    /// `SIF_*` (xen.h): [`StartInfo::flags`] and [`HvmStartInfo::flags`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct SifFlags: u32 {
+        /// `SIF_PRIVILEGED`: the domain is privileged.
+        const PRIVILEGED = 1 << 0;
+        /// `SIF_INITDOMAIN`: the domain is the initial control domain
+        /// (Dom0).
+        const INITDOMAIN = 1 << 1;
+        /// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module list.
+        const MULTIBOOT_MOD = 1 << 2;
+        /// `SIF_MOD_START_PFN`: `mod_start` is a PFN, not a virtual
+        /// address.
+        const MOD_START_PFN = 1 << 3;
+        /// `SIF_VIRT_P2M_4TOOLS`: the toolstack may use the virtual P2M
+        /// list.
+        const VIRT_P2M_4TOOLS = 1 << 4;
+    }
 }
 
 /// `start_info_t` for x86_64 (1168 bytes).
@@ -39,7 +45,7 @@ pub struct StartInfo {
     pub nr_pages: u64,
     /// Machine address of shared_info (not mapped by the builder).
     pub shared_info: u64,
-    /// `SIF_*` flags ([`sif`]).
+    /// `SIF_*` flags ([`SifFlags`] bits).
     pub flags: u32,
     /// MFN of the XenStore ring page.
     pub store_mfn: u64,
@@ -80,7 +86,7 @@ pub struct HvmStartInfo {
     pub magic: u32,
     /// Version of this structure (0 or 1).
     pub version: u32,
-    /// `SIF_*` flags.
+    /// `SIF_*` flags ([`SifFlags`] bits).
     pub flags: u32,
     /// Number of modules passed to the kernel.
     pub nr_modules: u32,
@@ -142,6 +148,8 @@ const _: () = {
     assert!(size_of::<HvmStartInfo>() == 56);
     assert!(offset_of!(MemmapEntry, kind) == 16);
     assert!(size_of::<MemmapEntry>() == 24);
+    assert!(SifFlags::PRIVILEGED.bits() == 1);
+    assert!(SifFlags::VIRT_P2M_4TOOLS.bits() == 0x10);
 };
 
 /// Bytes of `buf` up to (not including) the first NUL.

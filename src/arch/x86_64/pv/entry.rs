@@ -5,6 +5,8 @@
 
 use core::arch::global_asm;
 
+use x86_64::structures::paging::PageTableFlags;
+
 use crate::event;
 use crate::heap;
 use crate::hypercall::{self, uvmf, ShutdownReason};
@@ -29,7 +31,9 @@ const M2P_ENTRIES: u64 = (0xFFFF_8040_0000_0000 - M2P_START) / 8;
 
 /// PTE bits for a kernel data page: present, writable, user (x86_64 PV
 /// kernels run in ring 3).
-const PTE_P_RW_U: u64 = 0x7;
+const DATA_PROT: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::USER_ACCESSIBLE);
 
 fn mfn_to_pfn(mfn: u64) -> Option<u64> {
     if mfn >= M2P_ENTRIES {
@@ -46,7 +50,9 @@ fn map_shared_info(machine_addr: u64) -> Result<SharedMem, hypercall::Errno> {
     let va = &raw mut shared_info_page as *mut u8;
     // SAFETY: no reference to `shared_info_page` exists anywhere: it is only
     // ever reached through the SharedMem built below, after the remap.
-    unsafe { hypercall::update_va_mapping(va as u64, machine_addr | PTE_P_RW_U, uvmf::INVLPG)? };
+    unsafe {
+        hypercall::update_va_mapping(va as u64, machine_addr | DATA_PROT.bits(), uvmf::INVLPG)?
+    };
     // SAFETY: `va` now maps shared_info for the life of the kernel; it is
     // page-aligned and accessed only through SharedMem.
     Ok(unsafe { SharedMem::from_raw(va, PAGE_SIZE) })

@@ -9,21 +9,27 @@
 //! validates it at that point. All guest RAM ends up mapped at
 //! VA = pfn << 12 (VIRT_BASE 0).
 
+use x86_64::structures::paging::PageTableFlags;
+
 use crate::hypercall::{self, uvmf, MmuUpdate};
 use crate::shared::PAGE_SIZE;
 
 use crate::mm::MmError;
 
-const PTE_P: u64 = 1;
-const PTE_RW: u64 = 2;
-const PTE_USER: u64 = 4;
-const PTE_ACCESSED: u64 = 0x20;
-const PTE_DIRTY: u64 = 0x40;
 /// Leaf entries (x86_64 PV kernels run in ring 3: USER at every level).
-pub const L1_PROT: u64 = PTE_P | PTE_RW | PTE_ACCESSED | PTE_USER;
+const L1_PROT: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::ACCESSED)
+    .union(PageTableFlags::USER_ACCESSIBLE);
 /// L2–L4 entries.
-const PT_PROT: u64 = PTE_P | PTE_RW | PTE_ACCESSED | PTE_DIRTY | PTE_USER;
+const PT_PROT: PageTableFlags = L1_PROT.union(PageTableFlags::DIRTY);
+/// Bits 12..52 of an entry: the frame's machine address.
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Whether page-table entry `e` has the present bit.
+fn present(e: u64) -> bool {
+    PageTableFlags::from_bits_retain(e).contains(PageTableFlags::PRESENT)
+}
 
 const M2P_START: u64 = 0xFFFF_8000_0000_0000;
 const M2P_ENTRIES: u64 = (0xFFFF_8040_0000_0000 - M2P_START) / 8;
@@ -106,7 +112,7 @@ impl PvMm {
         let mut mfn = self.l4_mfn;
         for level in (2..=4).rev() {
             let e = self.entry(mfn, index(va, level))?;
-            if e & PTE_P == 0 {
+            if !present(e) {
                 return Ok(None);
             }
             mfn = (e & ADDR_MASK) >> 12;
@@ -132,7 +138,7 @@ impl PvMm {
         let own_l1 = self
             .l1_of(va)?
             .ok_or(MmError::BadPageTable("pt frame not mapped"))?;
-        if self.entry(own_l1, index(va, 1))? & PTE_P == 0 {
+        if !present(self.entry(own_l1, index(va, 1))?) {
             return Err(MmError::BadPageTable("pt frame not mapped"));
         }
         // SAFETY: `pfn` was just taken from a free-frame source, so nothing
@@ -142,12 +148,12 @@ impl PvMm {
             // (1) our own mapping of the frame becomes read-only,
             MmuUpdate {
                 ptr: (own_l1 << 12) + 8 * index(va, 1) as u64,
-                val: (mfn << 12) | (L1_PROT & !PTE_RW),
+                val: (mfn << 12) | L1_PROT.difference(PageTableFlags::WRITABLE).bits(),
             },
             // (2) then it is hooked into its parent (Xen validates it).
             MmuUpdate {
                 ptr: (parent_mfn << 12) + 8 * idx as u64,
-                val: (mfn << 12) | PT_PROT,
+                val: (mfn << 12) | PT_PROT.bits(),
             },
         ];
         // SAFETY: (1) only drops write access to a frame nobody references;
@@ -167,7 +173,7 @@ impl PvMm {
         for level in (2..=4).rev() {
             let idx = index(va, level);
             let e = self.entry(mfn, idx)?;
-            mfn = if e & PTE_P != 0 {
+            mfn = if present(e) {
                 (e & ADDR_MASK) >> 12
             } else {
                 let pfn = alloc()?;
@@ -216,7 +222,7 @@ impl PvMm {
                     self.ensure_l1(va, &mut bump)?
                 }
             };
-            if self.entry(l1, index(va, 1))? & PTE_P != 0 {
+            if present(self.entry(l1, index(va, 1))?) {
                 continue;
             }
             let Some(mfn) = self.pfn_to_mfn(pfn) else {
@@ -224,7 +230,7 @@ impl PvMm {
             };
             batch[n] = MmuUpdate {
                 ptr: (l1 << 12) + 8 * index(va, 1) as u64,
-                val: (mfn << 12) | L1_PROT,
+                val: (mfn << 12) | L1_PROT.bits(),
             };
             n += 1;
             if n == BATCH {
@@ -243,12 +249,12 @@ impl PvMm {
     /// frame we may map (e.g. a grant-table frame Xen gave us).
     pub unsafe fn map_mfn(&self, va: u64, mfn: u64, writable: bool) -> Result<(), MmError> {
         let prot = if writable {
-            L1_PROT | PTE_DIRTY
+            L1_PROT.union(PageTableFlags::DIRTY)
         } else {
-            L1_PROT & !PTE_RW
+            L1_PROT.difference(PageTableFlags::WRITABLE)
         };
         // SAFETY: forwarded from the caller's contract.
-        unsafe { hypercall::update_va_mapping(va, (mfn << 12) | prot, uvmf::INVLPG) }
+        unsafe { hypercall::update_va_mapping(va, (mfn << 12) | prot.bits(), uvmf::INVLPG) }
             .map_err(MmError::Hypercall)
     }
 
