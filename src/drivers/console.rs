@@ -13,6 +13,8 @@
 //! into a `Broken` state that drops further I/O instead of corrupting memory.
 //! Every wait is bounded by a deadline and a maximum number of wake-ups.
 
+extern crate alloc;
+
 use core::fmt;
 
 use crate::event::Events;
@@ -71,6 +73,11 @@ pub struct Console<E: Events> {
     out_prod: u32,
     in_cons: u32,
     broken: Option<ConsoleError>,
+    /// The backend let a wait time out: until it makes room again, output
+    /// that does not fit is dropped instead of waited for.
+    stalled: bool,
+    /// Bytes dropped while stalled, reported once the backend is back.
+    dropped: u64,
 }
 
 impl<E: Events> Console<E> {
@@ -87,7 +94,14 @@ impl<E: Events> Console<E> {
             out_prod,
             in_cons,
             broken: None,
+            stalled: false,
+            dropped: 0,
         }
+    }
+
+    /// Bytes dropped so far because the backend stalled.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The first error that disabled the console, if any.
@@ -123,19 +137,48 @@ impl<E: Events> Console<E> {
             self.events.notify(self.port);
             self.events.wait(self.port, deadline);
         }
-        Err(self.fail(ConsoleError::Timeout))
+        // Not sticky: a slow backend may come back (a protocol violation,
+        // BadIndex, is what disables the console).
+        Err(ConsoleError::Timeout)
     }
 
     /// Queue `bytes` for output. Does not notify unless the ring fills up:
     /// call [`Console::notify`] after a batch (the print macros do).
-    pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), ConsoleError> {
+    ///
+    /// A backend that does not make room within the wait limit gets
+    /// [`ConsoleError::Timeout`] once; from then on output that does not
+    /// fit is dropped without waiting (counted by [`Console::dropped`])
+    /// until the backend consumes again, when a
+    /// `[console: <n> bytes dropped]` line tells the reader.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
         if let Some(e) = self.broken {
             return Err(e);
         }
+        if self.stalled {
+            if self.out_used()? == OUT_SIZE {
+                self.dropped += bytes.len() as u64;
+                return Ok(());
+            }
+            self.stalled = false;
+            let note = alloc::format!("\n[console: {} bytes dropped]\n", self.dropped);
+            self.put(note.as_bytes())?;
+        }
+        self.put(bytes)
+    }
+
+    fn put(&mut self, mut bytes: &[u8]) -> Result<(), ConsoleError> {
         while !bytes.is_empty() {
             let mut used = self.out_used()?;
             if used == OUT_SIZE {
-                used = self.wait_out(|u| u < OUT_SIZE)?;
+                used = match self.wait_out(|u| u < OUT_SIZE) {
+                    Ok(u) => u,
+                    Err(ConsoleError::Timeout) => {
+                        self.stalled = true;
+                        self.dropped += bytes.len() as u64;
+                        return Err(ConsoleError::Timeout);
+                    }
+                    Err(e) => return Err(e),
+                };
             }
             let n = ((OUT_SIZE - used) as usize).min(bytes.len());
             let (chunk, rest) = bytes.split_at(n);
@@ -330,6 +373,32 @@ mod tests {
         assert_eq!(con.flush(), Err(ConsoleError::Timeout));
         // Bounded: 2 s of fake time at 1 ms per wait.
         assert!(be.clock.get() <= WAIT_TIMEOUT_NS + 1_000_000);
+    }
+
+    #[test]
+    fn stalled_backend_is_not_fatal() {
+        let pages = TestPages::new(1);
+        let be = backend(&pages, 0);
+        let mut con = Console::new(pages.mem(), 3, &be);
+        let fill: Vec<u8> = std::vec![b'.'; OUT_SIZE as usize];
+        con.write(&fill).unwrap();
+        // The backend stalls: one timeout, then no more waiting.
+        assert_eq!(con.write(b"lost line\n"), Err(ConsoleError::Timeout));
+        let t = be.clock.get();
+        con.write(b"also lost\n").unwrap();
+        assert_eq!(be.clock.get(), t, "waited again on a stalled backend");
+        assert_eq!(con.dropped(), 20);
+        // It comes back: later lines (the verdict, a panic) get through.
+        be.drain(u32::MAX);
+        con.write(b"Test result: SUCCESS\n").unwrap();
+        be.drain(u32::MAX);
+        let log = std::string::String::from_utf8(be.log.borrow().clone()).unwrap();
+        assert!(
+            log.ends_with("\n[console: 20 bytes dropped]\nTest result: SUCCESS\n"),
+            "{:?}",
+            &log[log.len().saturating_sub(80)..]
+        );
+        assert_eq!(con.broken(), None);
     }
 
     #[test]
