@@ -254,3 +254,81 @@ fn backend_sees_bad_req_prod_and_front_leaving() {
         Err(DemoError::Timeout { .. })
     ));
 }
+
+/// A hostile frontend that puts a full ring of new requests up every time
+/// the backend looks (each round starts by clearing the port's event),
+/// and at some point says it is gone (its event channel closed) while it
+/// keeps producing: the backend must publish as it goes and notice the
+/// frontend leaving, not spin answering for ever.
+struct Flood {
+    mem: SharedMem,
+    prod: core::sync::atomic::AtomicU32,
+    rounds: core::sync::atomic::AtomicU32,
+    gone_after: u32,
+}
+
+impl Flood {
+    fn refill(&self) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let prod = self.prod.load(Relaxed);
+        for k in 0..256u32 {
+            let i = prod.wrapping_add(k);
+            let m = DemoMsg {
+                id: i,
+                status: 0,
+                operation: 7,
+            };
+            self.mem.write(64 + (i % 256) as usize * 12, m);
+        }
+        self.prod.store(prod.wrapping_add(256), Relaxed);
+        self.mem.store_u32(REQ_PROD, prod.wrapping_add(256));
+    }
+}
+
+impl Events for Flood {
+    fn notify(&self, _port: u32) {}
+    fn clear(&self, _port: u32) {
+        self.rounds
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.refill();
+    }
+    fn wait(&self, _port: u32, _deadline: u64) {}
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
+impl PeerProbe for Flood {
+    fn peer_gone(&self, _port: u32) -> bool {
+        self.rounds.load(core::sync::atomic::Ordering::Relaxed) >= self.gone_after
+    }
+}
+
+#[test]
+fn endless_producer_does_not_pin_the_backend() {
+    let p = TestPages::new(1);
+    let _f = DemoFront::new(p.mem(), 1).unwrap();
+    let flood = std::sync::Arc::new(Flood {
+        mem: p.mem(),
+        prod: Default::default(),
+        rounds: Default::default(),
+        gone_after: 100,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (mem, mem2, f) = (p.mem(), p.mem(), flood.clone());
+    // Detached: if the backend spins for ever, the test fails below
+    // instead of hanging (the page outlives the thread: leaked).
+    std::mem::forget(p);
+    std::thread::spawn(move || {
+        let mut b = DemoBack::attach(mem, 2, false).unwrap();
+        let r = b.serve(&*f, None, 30 * SEC);
+        let _ = tx.send((r, b.stats()));
+    });
+    let (end, st) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the backend kept answering a flooding frontend that had left");
+    assert_eq!(end, Ok(BackEnd::FrontGone));
+    assert!(st.answered >= 99 * 256, "{st:?}");
+    // Every answer was published on the page, not kept private.
+    assert_eq!(u64::from(mem2.load_u32(RSP_PROD)), st.answered);
+}
