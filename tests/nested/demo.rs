@@ -242,5 +242,17 @@ pub fn scenarios() -> Vec<Scenario> {
             fault_script(&format!("--bad-id --bad-at {BAD_AT}")),
         )
         .check(check_bad_id),
+        // Dom0 publishes a value that is not a number: the guest names it
+        // at once and fails, instead of waiting out its 90 s limit.
+        Mode::Pv
+            .scenario("demo-back-bad-key")
+            .extra("test=demo-back")
+            .dom0_script(
+                "xenstore-write \"/local/domain/$DOMID/data/demo-back/event-channel\" 0x10",
+            )
+            .marker("error: data/demo-back/event-channel: bad value \"0x10\" (expected a decimal number)")
+            .marker("Test result: FAILURE")
+            .shutdown(Some(Shutdown::Poweroff))
+            .timeout_secs(30),
     ]
 }

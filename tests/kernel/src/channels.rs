@@ -201,7 +201,7 @@ fn wait_key(path: &str) -> Result<u32, String> {
     let deadline = time::now_ns() + DOM0_NS;
     loop {
         if let Ok(Some(v)) = XenChan.xs_read(path) {
-            if let Some(n) = core::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()) {
+            if let Some(n) = crate::options::decimal_key(path, &v)? {
                 return Ok(n);
             }
         }

@@ -3,6 +3,8 @@
 //! Every word must be known, so a typo never silently runs the wrong
 //! scenario. Pure code, tested on the host.
 
+extern crate alloc;
+
 use core::fmt;
 
 use xenfront::cmdline::{key_value, parse_u32, CmdlineError};
@@ -96,9 +98,43 @@ pub fn parse<'a>(
     Ok(opts)
 }
 
+/// A decimal XenStore value that Dom0 publishes for a scenario: `Ok(None)`
+/// while it is still empty; anything but digits is an error naming the
+/// path and the value (never waited out as a timeout).
+pub fn decimal_key(path: &str, v: &[u8]) -> Result<Option<u32>, alloc::string::String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        alloc::format!(
+            "{path}: bad value {:?} (expected a decimal number)",
+            alloc::string::String::from_utf8_lossy(v)
+        )
+    };
+    let s = core::str::from_utf8(v).map_err(|_| bad())?;
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    s.parse().map(Some).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_keys() {
+        assert_eq!(decimal_key("k", b""), Ok(None));
+        assert_eq!(decimal_key("k", b"12"), Ok(Some(12)));
+        for bad in [&b"12\0"[..], b"0x10", b"-1", b" 1", b"99999999999", b"\xff"] {
+            let e = decimal_key("data/x", bad).unwrap_err();
+            assert!(e.starts_with("data/x: bad value "), "{e}");
+        }
+        assert_eq!(
+            decimal_key("data/x", b"0x10").unwrap_err(),
+            "data/x: bad value \"0x10\" (expected a decimal number)"
+        );
+    }
 
     const KNOWN: &[&str] = &["hello", "panic", "soak"];
 
