@@ -92,8 +92,18 @@ pub struct GrantRef(pub u32);
 /// Grant table errors (all recoverable; nothing here panics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantError {
-    /// Every entry is in use and the table is at its maximum size.
-    Exhausted,
+    /// Every entry is in use and the table is at its maximum size: `in_use`
+    /// entries granted, `deferred` of them revoked but still mapped by a
+    /// peer (a peer that maps and never unmaps shows up here), `frames`
+    /// table frames (Xen's limit for this domain).
+    Exhausted {
+        /// Entries granted and not revoked.
+        in_use: usize,
+        /// Entries revoked but still mapped by a peer.
+        deferred: usize,
+        /// Table frames in use, the maximum.
+        frames: u32,
+    },
     /// The peer still has the frame mapped (`GTF_reading`/`GTF_writing`).
     InUse(GrantRef),
     /// The reference is outside the table or reserved.
@@ -196,11 +206,20 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         &self.backend
     }
 
+    /// The exhaustion error, with the counts that explain it.
+    fn exhausted(&self) -> GrantError {
+        GrantError::Exhausted {
+            in_use: self.in_use(),
+            deferred: self.deferred(),
+            frames: self.nr_frames(),
+        }
+    }
+
     fn grow_to(&mut self, new_nr: u32) -> Result<(), GrantError> {
         let old = self.nr_frames();
         let new_nr = new_nr.min(self.backend.max_frames());
         if new_nr <= old {
-            return Err(GrantError::Exhausted);
+            return Err(self.exhausted());
         }
         let views = self.backend.grow(old, new_nr)?;
         if views.len() != (new_nr - old) as usize || views.iter().any(|v| v.len() < PAGE_SIZE) {
@@ -248,7 +267,10 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         if self.free.is_empty() {
             self.grow_to(self.nr_frames() + 1)?;
         }
-        let r = GrantRef(self.free.pop().ok_or(GrantError::Exhausted)?);
+        let r = match self.free.pop() {
+            Some(r) => GrantRef(r),
+            None => return Err(self.exhausted()),
+        };
         let (mem, off) = self.entry(r);
         mem.write::<u16>(off + DOMID, domid);
         mem.write::<u32>(off + FRAME, frame32);
@@ -633,8 +655,13 @@ mod tests {
                 refs.push(r);
             }
             assert_eq!(t.nr_frames(), 3);
-            assert_eq!(t.grant_access(0, 0, false), Err(GrantError::Exhausted));
-            assert_eq!(t.grant_access(0, 0, false), Err(GrantError::Exhausted));
+            let full = GrantError::Exhausted {
+                in_use: total,
+                deferred: 0,
+                frames: 3,
+            };
+            assert_eq!(t.grant_access(0, 0, false), Err(full));
+            assert_eq!(t.grant_access(0, 0, false), Err(full));
             let mut sorted = refs.clone();
             sorted.sort();
             sorted.dedup();
@@ -675,7 +702,15 @@ mod tests {
         for _ in 0..free_before {
             assert_ne!(t.grant_access(0, 0, false).unwrap(), a);
         }
-        assert_eq!(t.grant_access(0, 0, false), Err(GrantError::Exhausted));
+        // A peer that maps and never unmaps: the exhaustion says so.
+        assert_eq!(
+            t.grant_access(0, 0, false),
+            Err(GrantError::Exhausted {
+                in_use: 512 - 8 - 1,
+                deferred: 1,
+                frames: 1
+            })
+        );
         assert_eq!(t.end_access(a), Err(GrantError::NotGranted(a)));
         // Backend unmaps: Xen clears the bits; the page comes back.
         ma.fetch_and_u16(offa, !(GrantFlags::READING | GrantFlags::WRITING).bits());
