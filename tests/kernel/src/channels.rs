@@ -276,6 +276,8 @@ fn vchan_server(rounds: u32) -> Result<(), String> {
             Ok((n, time::now_ns() - t0))
         });
         env = v.close();
+        // Reclaim what the last client released before offering new pages.
+        grant_table::poll_deferred();
         let (n, ns) = r.map_err(|e| format!("vchan-server: connection {i}: {e}"))?;
         let (a, b) = mbs(n, ns);
         println!(
