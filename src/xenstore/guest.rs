@@ -4,10 +4,11 @@
 //! guest.
 //!
 //! Waiting: `wait` polls the store port (SCHEDOP_poll via `event::wait`)
-//! with a deadline and clears the pending bit *after* waking, before the
-//! client re-reads the ring, so an event can never be lost between the
-//! client's last check and the poll. No event before the deadline →
-//! `Err(())` → the client returns `Error::Timeout`.
+//! until the request's deadline and clears the pending bit *after* waking,
+//! before the client re-reads the ring, so an event can never be lost
+//! between the client's last check and the poll. The client gives each
+//! request one deadline (`now + timeout_ns`, Xen system time) and returns
+//! `Error::Timeout` once it has passed, however often the port fires.
 
 extern crate alloc;
 
@@ -23,14 +24,14 @@ use crate::platform::RingPage;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::time;
 
-/// Default limit for one wait for xenstored (the nested lab is slow).
+/// Default limit for one request to xenstored (the nested lab is slow).
 pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;
 
-/// The wait limit [`init`] starts with (kernel option `xf.xs-timeout`).
+/// The request limit [`init`] starts with (kernel option `xf.xs-timeout`).
 static INIT_TIMEOUT_NS: core::sync::atomic::AtomicU64 =
     core::sync::atomic::AtomicU64::new(DEFAULT_TIMEOUT_NS);
 
-/// Sets the wait limit the client starts with (before [`init`]).
+/// Sets the request limit the client starts with (before [`init`]).
 pub fn set_default_timeout(ns: u64) {
     INIT_TIMEOUT_NS.store(ns, core::sync::atomic::Ordering::Relaxed);
 }
@@ -38,7 +39,7 @@ pub fn set_default_timeout(ns: u64) {
 /// Event-channel transport of the store ring.
 pub struct EvtchnTransport {
     port: u32,
-    /// Limit for one `wait`.
+    /// Limit for one request, from sending to its reply.
     pub timeout_ns: u64,
     /// Event-channel notifications sent.
     pub notifies: u64,
@@ -52,18 +53,20 @@ impl XsTransport for EvtchnTransport {
         event::notify(self.port);
     }
 
-    fn wait(&mut self) -> Result<(), ()> {
+    fn now_ns(&self) -> u64 {
+        time::now_ns()
+    }
+
+    fn timeout_ns(&self) -> u64 {
+        self.timeout_ns
+    }
+
+    fn wait(&mut self, deadline_ns: u64) {
         self.waits += 1;
-        let deadline = time::now_ns().saturating_add(self.timeout_ns);
-        event::wait(self.port, deadline);
+        event::wait(self.port, deadline_ns);
         // Clear after waking and before the caller re-reads the ring: an
         // event arriving later stays pending for the next wait.
         event::clear_pending(self.port);
-        if time::now_ns() >= deadline {
-            Err(())
-        } else {
-            Ok(())
-        }
     }
 }
 
@@ -134,7 +137,7 @@ pub fn port() -> Option<u32> {
     STORE.lock().as_ref().map(|c| c.transport().port)
 }
 
-/// Set the limit of each wait for xenstored.
+/// Set the limit of each request to xenstored.
 pub fn set_timeout(ns: u64) {
     if let Some(c) = STORE.lock().as_mut() {
         c.transport_mut().timeout_ns = ns;

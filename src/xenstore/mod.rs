@@ -23,7 +23,9 @@ mod guest;
 mod ring;
 mod wire;
 
-pub use client::{XenStore, XsTransport, MAX_QUEUED_WATCH_EVENTS, MAX_TRANSACTION_RETRIES};
+pub use client::{
+    XenStore, XsTransport, MAX_QUEUED_WATCH_EVENTS, MAX_TRANSACTION_RETRIES, PUMP_BUDGET,
+};
 pub use guest::{
     init, list, next_event, parse_shutdown, port, publish, read, read_string, read_u64, rm,
     set_default_timeout, set_timeout, take_shutdown_request, transaction, watch_shutdown, with,
@@ -33,8 +35,8 @@ pub use guest::{
 pub use ring::{XsRing, XENSTORE_RING_SIZE};
 pub use wire::{
     decode_message, encode_message, parse_ok, parse_string, parse_strings, parse_watch_event,
-    Decoder, Error, Header, Message, MsgType, Perm, PermKind, Request, TxId, WatchEvent, XsError,
-    ABS_PATH_MAX, HEADER_SIZE, REL_PATH_MAX, XENSTORE_PAYLOAD_MAX,
+    Broken, Decoder, Error, Header, Message, MsgType, Perm, PermKind, Request, TxId, WatchEvent,
+    XsError, ABS_PATH_MAX, HEADER_SIZE, REL_PATH_MAX, XENSTORE_PAYLOAD_MAX,
 };
 
 #[cfg(test)]

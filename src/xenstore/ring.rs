@@ -43,6 +43,18 @@ impl XsRing {
         self.mem.load_u32(xs_wire::ERROR)
     }
 
+    /// Free bytes in the request ring (what [`write`](Self::write) would
+    /// take now).
+    pub fn space(&self) -> Result<usize, Error> {
+        let cons = self.mem.load_u32(xs_wire::REQ_CONS);
+        let prod = self.mem.load_u32(xs_wire::REQ_PROD);
+        let used = prod.wrapping_sub(cons);
+        if used as usize > XENSTORE_RING_SIZE {
+            return Err(Error::BadRingIndex { prod, cons });
+        }
+        Ok(XENSTORE_RING_SIZE - used as usize)
+    }
+
     /// Copies as much of `data` as fits into the request ring; returns the
     /// number of bytes queued (0 if full). Caller notifies if > 0.
     pub fn write(&mut self, data: &[u8]) -> Result<usize, Error> {

@@ -5,7 +5,7 @@ use super::*;
 use crate::shared::{SharedMem, TestPages};
 use crate::xen_abi::xs_wire;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn msg(ty: MsgType, req_id: u32, payload: &[u8]) -> Vec<u8> {
     encode_message(ty, req_id, 0, payload).unwrap()
@@ -379,24 +379,48 @@ fn byte_ring_wraps_and_validates() {
 
 // ------------------------------------------------------- scripted client
 
-/// Transport for scripted tests: nothing more will ever arrive.
-#[derive(Default)]
+/// Transport for scripted tests: `answer`ed bytes appear in the reply ring
+/// at the next notify (the one that sends the request); nothing else ever
+/// arrives, so every wait lasts until the deadline (fake clock).
 struct NoPeer {
     notifies: u32,
+    srv: ServerSide,
+    queued: Vec<u8>,
+    now: u64,
+}
+impl NoPeer {
+    /// The reply (or other bytes) xenstored sends once it is notified.
+    fn answer(&mut self, bytes: &[u8]) {
+        self.queued.extend_from_slice(bytes);
+    }
 }
 impl XsTransport for NoPeer {
     fn notify(&mut self) {
         self.notifies += 1;
+        let n = self.srv.write_responses(&self.queued, usize::MAX);
+        self.queued.drain(..n);
     }
-    fn wait(&mut self) -> Result<(), ()> {
-        Err(())
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn timeout_ns(&self) -> u64 {
+        1_000_000
+    }
+    fn wait(&mut self, deadline_ns: u64) {
+        self.now = self.now.max(deadline_ns);
     }
 }
 
 fn scripted(start: u32) -> (TestPages, XenStore<NoPeer>) {
     let page = TestPages::new(1);
     ServerSide { mem: page.mem() }.set_indices(start);
-    let xs = XenStore::new(page.mem(), NoPeer::default()).unwrap();
+    let peer = NoPeer {
+        notifies: 0,
+        srv: ServerSide { mem: page.mem() },
+        queued: Vec::new(),
+        now: 0,
+    };
+    let xs = XenStore::new(page.mem(), peer).unwrap();
     (page, xs)
 }
 
@@ -412,7 +436,7 @@ fn scripted_reply_matching_and_interleaved_events() {
     let mut s = msg(MsgType::WatchEvent, 0, b"/w\0t1\0");
     s.extend(msg(MsgType::Read, 1, b"v1"));
     s.extend(msg(MsgType::WatchEvent, 0, b"/w/x\0t1\0"));
-    seed(&page, &s);
+    xs.transport_mut().answer(&s);
     assert_eq!(xs.read(TxId::NONE, "/k").unwrap(), b"v1");
     assert_eq!(
         xs.poll_watch_event().unwrap(),
@@ -430,19 +454,22 @@ fn scripted_reply_matching_and_interleaved_events() {
     );
     assert_eq!(xs.poll_watch_event().unwrap(), None);
     assert_eq!(xs.next_watch_event(), Err(Error::Timeout));
-    // Unknown req_id.
-    seed(&page, &msg(MsgType::Read, 99, b"x"));
-    assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::UnknownReqId(99)));
+    // Unknown req_id: dropped, never returned for request 2.
+    xs.transport_mut().answer(&msg(MsgType::Read, 99, b"x"));
+    assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::Timeout));
+    assert_eq!(xs.stray_replies(), 1);
     // Error replies.
-    seed(&page, &msg(MsgType::Error, 3, b"EACCES\0"));
+    xs.transport_mut()
+        .answer(&msg(MsgType::Error, 3, b"EACCES\0"));
     assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::Xs(XsError::EACCES)));
-    seed(&page, &msg(MsgType::Error, 4, b"ESOMETHING\0"));
+    xs.transport_mut()
+        .answer(&msg(MsgType::Error, 4, b"ESOMETHING\0"));
     assert_eq!(
         xs.read(TxId::NONE, "/k"),
         Err(Error::Xs(XsError::Unknown("ESOMETHING".into())))
     );
     // Wrong reply type.
-    seed(&page, &msg(MsgType::Write, 5, b"OK\0"));
+    xs.transport_mut().answer(&msg(MsgType::Write, 5, b"OK\0"));
     assert_eq!(
         xs.read(TxId::NONE, "/k"),
         Err(Error::UnexpectedReply {
@@ -450,30 +477,36 @@ fn scripted_reply_matching_and_interleaved_events() {
             got: MsgType::Write
         })
     );
-    // A reply when nothing is outstanding.
+    // A reply when nothing is outstanding: dropped, counted.
     seed(&page, &msg(MsgType::Read, 5, b"late"));
-    assert_eq!(xs.poll_watch_event(), Err(Error::UnknownReqId(5)));
+    assert_eq!(xs.poll_watch_event(), Ok(None));
+    assert_eq!(xs.stray_replies(), 2);
     // Malformed payloads for the request type.
-    seed(&page, &msg(MsgType::Write, 6, b"NOPE"));
+    xs.transport_mut().answer(&msg(MsgType::Write, 6, b"NOPE"));
     assert!(matches!(
         xs.write(TxId::NONE, "/k", b"v"),
         Err(Error::BadPayload(_))
     ));
-    seed(&page, &msg(MsgType::TransactionStart, 7, b"12x\0"));
+    xs.transport_mut()
+        .answer(&msg(MsgType::TransactionStart, 7, b"12x\0"));
     assert!(matches!(xs.transaction_start(), Err(Error::BadPayload(_))));
+    // A malformed watch event is one whole message: skipped, counted.
     seed(&page, &msg(MsgType::WatchEvent, 0, b"no-token"));
-    assert!(matches!(xs.poll_watch_event(), Err(Error::BadPayload(_))));
+    assert_eq!(xs.poll_watch_event(), Ok(None));
+    assert_eq!(xs.malformed_watch_events(), 1);
+    assert_eq!((xs.stray_replies(), xs.late_replies()), (2, 0));
     assert!(xs.transport().notifies > 0);
 }
 
 #[test]
 fn scripted_timeout_then_late_reply_is_discarded() {
-    let (page, mut xs) = scripted(0);
+    let (_page, mut xs) = scripted(0);
     assert_eq!(xs.read(TxId::NONE, "/slow"), Err(Error::Timeout));
     let mut s = msg(MsgType::Read, 1, b"late");
     s.extend(msg(MsgType::Read, 2, b"fresh"));
-    seed(&page, &s);
+    xs.transport_mut().answer(&s);
     assert_eq!(xs.read(TxId::NONE, "/k").unwrap(), b"fresh");
+    assert_eq!((xs.late_replies(), xs.stray_replies()), (1, 0));
 }
 
 #[test]
@@ -489,12 +522,10 @@ fn scripted_framing_errors() {
         }
         .to_bytes(),
     );
-    assert_eq!(
-        xs.read(TxId::NONE, "/k"),
-        Err(Error::Oversized { len: 5000 })
-    );
+    let broken = Err(Error::Broken(Broken::Oversized { len: 5000 }));
+    assert_eq!(xs.read(TxId::NONE, "/k"), broken);
     seed(&page, &msg(MsgType::Read, 2, b"x"));
-    assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::Desynced));
+    assert_eq!(xs.read(TxId::NONE, "/k"), broken);
 
     let (page, mut xs) = scripted(7);
     let m = page.mem();
@@ -504,8 +535,9 @@ fn scripted_framing_errors() {
         Err(Error::BadRingIndex { .. })
     ));
     // Truncated reply: header promises more than ever arrives.
-    let (page, mut xs) = scripted(7);
-    seed(&page, &msg(MsgType::Read, 1, b"abcdef")[..19]);
+    let (_page, mut xs) = scripted(7);
+    xs.transport_mut()
+        .answer(&msg(MsgType::Read, 1, b"abcdef")[..19]);
     assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::Timeout));
 }
 
@@ -533,6 +565,21 @@ struct FakeXenstored {
 }
 
 impl FakeXenstored {
+    fn new(mem: SharedMem, chunk: usize) -> FakeXenstored {
+        FakeXenstored {
+            srv: ServerSide { mem },
+            tree: BTreeMap::new(),
+            perms: BTreeMap::new(),
+            txs: BTreeMap::new(),
+            next_tx: 0,
+            eagain: 0,
+            watches: Vec::new(),
+            dec: Decoder::new(),
+            out: Vec::new(),
+            chunk,
+        }
+    }
+
     fn abs(p: &str) -> String {
         if p.starts_with('/') {
             p.to_string()
@@ -698,18 +745,21 @@ impl FakeXenstored {
     }
 }
 
-/// Transport: notify is a no-op (the fake polls), wait yields with a deadline.
+/// Transport: notify is a no-op (the fake polls), wait yields; real time,
+/// 30 s per request.
 struct Yield {
-    deadline: Instant,
+    start: Instant,
 }
 impl XsTransport for Yield {
     fn notify(&mut self) {}
-    fn wait(&mut self) -> Result<(), ()> {
-        if Instant::now() > self.deadline {
-            return Err(());
-        }
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn timeout_ns(&self) -> u64 {
+        30_000_000_000
+    }
+    fn wait(&mut self, _deadline_ns: u64) {
         std::thread::yield_now();
-        Ok(())
     }
 }
 
@@ -727,18 +777,8 @@ fn with_fake(
         let stop = &stop;
         let eagain_left = &eagain_left;
         s.spawn(move || {
-            let mut fake = FakeXenstored {
-                srv: ServerSide { mem },
-                tree: BTreeMap::new(),
-                perms: BTreeMap::new(),
-                txs: BTreeMap::new(),
-                next_tx: 0,
-                eagain,
-                watches: Vec::new(),
-                dec: Decoder::new(),
-                out: Vec::new(),
-                chunk,
-            };
+            let mut fake = FakeXenstored::new(mem, chunk);
+            fake.eagain = eagain;
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 if !fake.step() {
                     std::thread::yield_now();
@@ -749,7 +789,7 @@ fn with_fake(
         let mut xs = XenStore::new(
             page.mem(),
             Yield {
-                deadline: Instant::now() + Duration::from_secs(30),
+                start: Instant::now(),
             },
         )
         .unwrap();
@@ -768,10 +808,14 @@ fn fake_read_write_enoent_dir_perms() {
         assert_eq!(xs.read_string(n, "data/x").unwrap(), "hello");
         xs.write(n, "data/num", b"51712").unwrap();
         assert_eq!(xs.read_u64(n, "data/num").unwrap(), 51712);
-        assert!(matches!(
+        assert_eq!(
             xs.read_u64(n, "data/x"),
-            Err(Error::BadPayload(_))
-        ));
+            Err(Error::BadValue {
+                path: "data/x".into(),
+                value: b"hello".to_vec(),
+                expected: "a decimal u64"
+            })
+        );
         assert_eq!(xs.read(n, "data/missing"), Err(Error::Xs(XsError::ENOENT)));
         xs.mkdir(n, "data").unwrap();
         assert_eq!(
@@ -877,4 +921,428 @@ fn fake_watch_dispatch() {
         );
         assert_eq!(xs.dropped_watch_events(), 0);
     });
+}
+
+// ------------------------------------------- synchronous faulty xenstored
+
+/// One round of the faulty Dom0 (one notify or wait) on the fake clock.
+const ROUND_NS: u64 = 1_000_000;
+/// The per-request limit [`Dom0`] reports.
+const LIMIT_NS: u64 = 1_000_000_000;
+/// A client still busy after this many rounds would never have given up.
+const MAX_ROUNDS: u64 = 100_000;
+
+/// What the faulty Dom0 does wrong, reply by reply.
+#[derive(Default)]
+struct Faults {
+    /// Replies to hold back (their requests look lost) until `release`.
+    withhold: usize,
+    /// Replies to send twice.
+    duplicate: usize,
+    /// Messages slipped in before the next reply.
+    unsolicited: Vec<Vec<u8>>,
+    /// Deliver one byte per round.
+    trickle: bool,
+    /// Add a watch event every round.
+    flood: bool,
+    /// Fire the store port every round, with or without news.
+    kick: bool,
+    /// Neither consume requests nor produce replies.
+    stalled: bool,
+}
+
+/// A transport that *is* xenstored: the [`FakeXenstored`] on the same page
+/// runs one round per notify or wait, with [`Faults`], on a fake clock
+/// (`ROUND_NS` per round; a wait with nothing to deliver lasts until the
+/// caller's deadline). Single-threaded, so every run is the same.
+struct Dom0 {
+    xsd: FakeXenstored,
+    faults: Faults,
+    held: Vec<u8>,
+    now: u64,
+    rounds: u64,
+}
+
+impl Dom0 {
+    /// One round; whether the store port fired.
+    fn round(&mut self) -> bool {
+        self.rounds += 1;
+        assert!(
+            self.rounds < MAX_ROUNDS,
+            "client still busy after {MAX_ROUNDS} rounds ({} s fake time)",
+            self.now / 1_000_000_000
+        );
+        self.now += ROUND_NS;
+        if self.faults.stalled {
+            return self.faults.kick;
+        }
+        let mut input = Vec::new();
+        self.xsd.srv.read_requests(&mut input);
+        let mut off = 0;
+        while off < input.len() {
+            let (used, m) = self.xsd.dec.push(&input[off..]).unwrap();
+            off += used;
+            if let Some(m) = m {
+                self.answer(m);
+            }
+        }
+        if self.faults.flood {
+            self.xsd
+                .out
+                .extend(msg(MsgType::WatchEvent, 0, b"/flood\0fl\0"));
+        }
+        let max = if self.faults.trickle { 1 } else { usize::MAX };
+        let n = self.xsd.srv.write_responses(&self.xsd.out, max);
+        self.xsd.out.drain(..n);
+        n > 0 || self.faults.kick
+    }
+
+    fn answer(&mut self, m: Message) {
+        let before = self.xsd.out.len();
+        self.xsd.handle(m);
+        let reply = self.xsd.out.split_off(before);
+        for u in self.faults.unsolicited.drain(..) {
+            self.xsd.out.extend(u);
+        }
+        if self.faults.withhold > 0 {
+            self.faults.withhold -= 1;
+            self.held.extend(reply);
+            return;
+        }
+        if self.faults.duplicate > 0 {
+            self.faults.duplicate -= 1;
+            self.xsd.out.extend(&reply);
+        }
+        self.xsd.out.extend(reply);
+    }
+
+    /// The withheld replies go out (late) with the next round.
+    fn release(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.xsd.out.extend(held);
+    }
+
+    /// Puts `bytes` into the reply ring now.
+    fn send_now(&mut self, bytes: &[u8]) {
+        assert_eq!(self.xsd.srv.write_responses(bytes, usize::MAX), bytes.len());
+    }
+
+    fn set(&mut self, path: &str, v: &[u8]) {
+        self.xsd.tree.insert(path.into(), v.to_vec());
+    }
+}
+
+impl XsTransport for Dom0 {
+    fn notify(&mut self) {
+        self.round();
+    }
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn timeout_ns(&self) -> u64 {
+        LIMIT_NS
+    }
+    fn wait(&mut self, deadline_ns: u64) {
+        if !self.round() {
+            // Nothing fired: the wait lasts until the deadline.
+            self.now = self.now.max(deadline_ns);
+        }
+    }
+}
+
+fn dom0() -> (TestPages, XenStore<Dom0>) {
+    let page = TestPages::new(1);
+    ServerSide { mem: page.mem() }.set_indices(u32::MAX - 100);
+    let d = Dom0 {
+        xsd: FakeXenstored::new(page.mem(), usize::MAX),
+        faults: Faults::default(),
+        held: Vec::new(),
+        now: 1_000_000_000_000,
+        rounds: 0,
+    };
+    let mut xs = XenStore::new(page.mem(), d).unwrap();
+    for k in ["a", "b", "c", "d"] {
+        xs.transport_mut()
+            .set(&format!("/{k}"), format!("v{k}").as_bytes());
+    }
+    (page, xs)
+}
+
+/// Runs `f` and checks it ended within the request limit (fake clock).
+fn within_limit<R>(xs: &mut XenStore<Dom0>, f: impl FnOnce(&mut XenStore<Dom0>) -> R) -> R {
+    let t0 = xs.transport().now;
+    let r = f(xs);
+    let took = xs.transport().now - t0;
+    assert!(
+        took <= LIMIT_NS + 4 * ROUND_NS,
+        "took {took} ns, limit {LIMIT_NS}"
+    );
+    r
+}
+
+// Hole: one stray reply shifted every later reply by one.
+
+#[test]
+fn stray_two_timeouts_then_late_replies() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.withhold = 2;
+    assert_eq!(xs.read(n, "/a"), Err(Error::Timeout));
+    assert_eq!(xs.read(n, "/b"), Err(Error::Timeout));
+    xs.transport_mut().release();
+    for k in ["c", "d", "a", "b"] {
+        assert_eq!(
+            xs.read(n, &format!("/{k}")).unwrap(),
+            format!("v{k}").as_bytes()
+        );
+    }
+    assert_eq!((xs.late_replies(), xs.stray_replies()), (2, 0));
+}
+
+#[test]
+fn stray_duplicated_reply() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.duplicate = 1;
+    for k in ["a", "b", "c"] {
+        assert_eq!(
+            xs.read(n, &format!("/{k}")).unwrap(),
+            format!("v{k}").as_bytes()
+        );
+    }
+    xs.write(n, "/e", b"ve").unwrap();
+    assert_eq!(xs.read(n, "/e").unwrap(), b"ve");
+    assert_eq!((xs.late_replies(), xs.stray_replies()), (0, 1));
+}
+
+#[test]
+fn stray_unsolicited_replies() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    // Slipped in while a request waits: neither is its reply.
+    xs.transport_mut().faults.unsolicited = vec![
+        msg(MsgType::Read, 999, b"bogus"),
+        msg(MsgType::Error, 0, b"EINVAL\0"),
+    ];
+    assert_eq!(xs.read(n, "/a").unwrap(), b"va");
+    assert_eq!(xs.read(n, "/b").unwrap(), b"vb");
+    // While nothing is outstanding.
+    xs.transport_mut()
+        .send_now(&msg(MsgType::Write, 12345, b"OK\0"));
+    assert_eq!(xs.poll_watch_event(), Ok(None));
+    // Carrying the id the next request will get, before it is sent.
+    xs.transport_mut()
+        .send_now(&msg(MsgType::Read, 3, b"forged"));
+    assert_eq!(xs.read(n, "/c").unwrap(), b"vc");
+    assert_eq!(xs.read(n, "/d").unwrap(), b"vd");
+    assert_eq!((xs.late_replies(), xs.stray_replies()), (0, 4));
+}
+
+// Hole: the timeout was per wait, not per request.
+
+#[test]
+fn deadline_trickled_reply() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    let big = vec![b'x'; 3000];
+    xs.transport_mut().set("/big", &big);
+    xs.transport_mut().faults.trickle = true;
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.read(n, "/big")),
+        Err(Error::Timeout)
+    );
+    // The rest of the late reply arrives and is dropped.
+    xs.transport_mut().faults.trickle = false;
+    assert_eq!(xs.read(n, "/a").unwrap(), b"va");
+    assert_eq!(xs.read(n, "/big").unwrap(), big);
+    assert_eq!((xs.late_replies(), xs.stray_replies()), (1, 0));
+}
+
+#[test]
+fn deadline_kicking_dom0() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.withhold = 1;
+    xs.transport_mut().faults.kick = true;
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.read(n, "/a")),
+        Err(Error::Timeout)
+    );
+    // Also while the ring is full and Dom0 never takes the request.
+    xs.transport_mut().faults.stalled = true;
+    let v = vec![b'y'; 1000];
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.write(n, "/y", &v)),
+        Err(Error::Timeout)
+    );
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.write(n, "/y", &v)),
+        Err(Error::Timeout)
+    );
+    xs.transport_mut().faults = Faults::default();
+    assert_eq!(xs.read(n, "/b").unwrap(), b"vb");
+}
+
+#[test]
+fn deadline_watch_flood() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.withhold = 1;
+    xs.transport_mut().faults.flood = true;
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.read(n, "/a")),
+        Err(Error::Timeout)
+    );
+    // The non-blocking calls return too.
+    assert!(within_limit(&mut xs, |xs| xs.take_watch_events("fl")).unwrap() > 0);
+    assert!(within_limit(&mut xs, |xs| xs.poll_watch_event()).is_ok());
+    assert_eq!(
+        within_limit(&mut xs, |xs| xs.take_watch_event("none")),
+        Ok(None)
+    );
+    xs.transport_mut().faults.flood = false;
+    assert_eq!(xs.read(n, "/b").unwrap(), b"vb");
+    xs.take_watch_events("fl").unwrap();
+    assert_eq!(xs.poll_watch_event(), Ok(None));
+    // More than the queue holds came: the oldest went, counted.
+    assert!(xs.dropped_watch_events() > 0);
+}
+
+// Hole: framing errors were not recoverable.
+
+#[test]
+fn framing_malformed_watch_event_is_skipped() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.unsolicited = vec![
+        msg(MsgType::WatchEvent, 0, b"no-token"),
+        msg(MsgType::WatchEvent, 0, b"/w\0t\0"),
+    ];
+    assert_eq!(xs.read(n, "/a").unwrap(), b"va");
+    assert_eq!(xs.read(n, "/b").unwrap(), b"vb");
+    assert_eq!(
+        xs.poll_watch_event(),
+        Ok(Some(WatchEvent {
+            path: "/w".into(),
+            token: "t".into()
+        }))
+    );
+    assert_eq!(xs.malformed_watch_events(), 1);
+}
+
+#[test]
+fn framing_many_replies_in_one_read() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.unsolicited = (0..12)
+        .map(|i| msg(MsgType::Read, 1000 + i, b"x"))
+        .collect();
+    assert_eq!(xs.read(n, "/a").unwrap(), b"va");
+    assert_eq!(xs.read(n, "/b").unwrap(), b"vb");
+    assert_eq!(xs.stray_replies(), 12);
+}
+
+#[test]
+fn framing_error_breaks_client() {
+    let header = |ty, len| Header {
+        ty,
+        req_id: 1,
+        tx_id: 0,
+        len,
+    };
+    for (bad, why) in [
+        (header(2, 5000), Broken::Oversized { len: 5000 }),
+        (header(20, 2), Broken::BadType(20)),
+    ] {
+        let (_page, mut xs) = dom0();
+        let n = TxId::NONE;
+        let mut s = bad.to_bytes().to_vec();
+        s.extend(msg(MsgType::Read, 1, b"va"));
+        xs.transport_mut().faults.unsolicited = vec![s];
+        let e = Error::Broken(why);
+        assert_eq!(xs.read(n, "/a"), Err(e.clone()));
+        assert_eq!(xs.broken(), Some(why));
+        assert_eq!(xs.read(n, "/b"), Err(e.clone()));
+        assert_eq!(xs.poll_watch_event(), Err(e.clone()));
+        assert_eq!(xs.next_watch_event(), Err(e.clone()));
+        assert_eq!(xs.take_watch_events("t"), Err(e.clone()));
+        assert_eq!(xs.write(n, "/c", b"x"), Err(e.clone()));
+        assert!(e.to_string().contains(&why.to_string()), "{e}");
+    }
+}
+
+#[test]
+fn partial_send_breaks_client() {
+    let (page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.stalled = true;
+    let v = vec![b'x'; 3000];
+    let e = within_limit(&mut xs, |xs| xs.write(n, "/big", &v)).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Broken(Broken::PartialSend {
+            sent: 1024,
+            len: 16 + 5 + 3000
+        })
+    );
+    let prod = page.mem().load_u32(xs_wire::REQ_PROD);
+    xs.transport_mut().faults.stalled = false;
+    assert_eq!(xs.read(n, "/a"), Err(e));
+    assert_eq!(page.mem().load_u32(xs_wire::REQ_PROD), prod);
+}
+
+#[test]
+fn send_waits_for_room_instead_of_splitting() {
+    let (page, mut xs) = dom0();
+    let n = TxId::NONE;
+    xs.transport_mut().faults.stalled = true;
+    assert_eq!(xs.read(n, "/a"), Err(Error::Timeout)); // 19 bytes stay queued
+    let prod = page.mem().load_u32(xs_wire::REQ_PROD);
+    let v = vec![b'w'; 990]; // 16 + 3 + 990 > 1024 - 19
+    assert_eq!(xs.write(n, "/w", &v), Err(Error::Timeout));
+    assert_eq!(page.mem().load_u32(xs_wire::REQ_PROD), prod);
+    xs.transport_mut().faults.stalled = false;
+    xs.write(n, "/w", &v).unwrap();
+    assert_eq!(xs.read(n, "/w").unwrap(), v);
+}
+
+// Hole: a bad value read through a typed helper did not say which.
+
+#[test]
+fn typed_reads_name_path_and_value() {
+    let (_page, mut xs) = dom0();
+    let n = TxId::NONE;
+    let bad: [(&str, &[u8], &str); 6] = [
+        ("/n/nul", b"12\0", "12\\x00"),
+        ("/n/hex", b"0x10", "0x10"),
+        ("/n/empty", b"", "\"\""),
+        ("/n/neg", b"-1", "-1"),
+        ("/n/big", b"18446744073709551616", "18446744073709551616"),
+        ("/n/sp", b" 5", "\" 5\""),
+    ];
+    for (p, v, shown) in bad {
+        xs.transport_mut().set(p, v);
+        let e = xs.read_u64(n, p).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains(p) && s.contains(shown), "{p}: {s}");
+        assert_eq!(
+            e,
+            Error::BadValue {
+                path: p.into(),
+                value: v.to_vec(),
+                expected: "a decimal u64"
+            }
+        );
+    }
+    assert_eq!(
+        xs.read_u64(n, "/n/nul").unwrap_err().to_string(),
+        "xenstore: /n/nul = \"12\\x00\" is not a decimal u64"
+    );
+    xs.transport_mut().set("/n/max", b"18446744073709551615");
+    assert_eq!(xs.read_u64(n, "/n/max"), Ok(u64::MAX));
+    xs.transport_mut().set("/n/utf", b"\xff");
+    let s = xs.read_string(n, "/n/utf").unwrap_err().to_string();
+    assert!(s.contains("/n/utf") && s.contains("\\xff"), "{s}");
+    // Still usable afterwards.
+    assert_eq!(xs.read(n, "/a").unwrap(), b"va");
 }

@@ -227,7 +227,10 @@ pub enum Error {
         /// The reply's type.
         got: MsgType,
     },
-    /// A reply whose `req_id` matches no outstanding request.
+    /// A reply whose `req_id` matches no outstanding request. The client
+    /// no longer returns this (it drops such replies and counts them,
+    /// [`XenStore::stray_replies`](super::XenStore::stray_replies)); kept
+    /// for callers that match on it.
     UnknownReqId(u32),
     /// The request payload would exceed `XENSTORE_PAYLOAD_MAX`.
     RequestTooLarge {
@@ -251,6 +254,68 @@ pub enum Error {
     Timeout,
     /// `transaction()` saw `EAGAIN` `MAX_TRANSACTION_RETRIES` times.
     TooManyRetries,
+    /// A value read through a typed helper (`read_u64`, `read_string`) is
+    /// not what the helper parses.
+    BadValue {
+        /// The path as the caller gave it.
+        path: String,
+        /// The value as read.
+        value: Vec<u8>,
+        /// What the value should have been, e.g. `"a decimal u64"`.
+        expected: &'static str,
+    },
+    /// The client's connection is unusable for good (returned by the call
+    /// that found out and by every later one).
+    Broken(Broken),
+}
+
+/// Why a client stopped talking to xenstored. Nothing re-aligns a byte
+/// stream safely once a message boundary is lost, so the client stops
+/// rather than guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// A reply header announced more than `XENSTORE_PAYLOAD_MAX` bytes.
+    Oversized {
+        /// The announced length.
+        len: u32,
+    },
+    /// A reply header carried an unknown message type.
+    BadType(u32),
+    /// The decoder had already failed.
+    Desynced,
+    /// A request was cut: only `sent` of its `len` bytes reached the ring
+    /// before its deadline, and xenstored would read the next request as
+    /// its rest.
+    PartialSend {
+        /// Bytes written to the ring.
+        sent: usize,
+        /// Bytes of the request.
+        len: usize,
+    },
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Broken::Oversized { len } => write!(f, "reply header announces {len} bytes"),
+            Broken::BadType(t) => write!(f, "reply header has unknown type {t}"),
+            Broken::Desynced => write!(f, "reply stream out of sync"),
+            Broken::PartialSend { sent, len } => {
+                write!(f, "request cut after {sent} of {len} bytes")
+            }
+        }
+    }
+}
+
+/// Writes `v` quoted, non-printable bytes escaped, at most 64 bytes.
+fn write_escaped(f: &mut fmt::Formatter<'_>, v: &[u8]) -> fmt::Result {
+    f.write_str("\"")?;
+    for &b in &v[..v.len().min(64)] {
+        for c in core::ascii::escape_default(b) {
+            fmt::Write::write_char(f, c as char)?;
+        }
+    }
+    f.write_str(if v.len() > 64 { "\"..." } else { "\"" })
 }
 
 impl From<XsError> for Error {
@@ -263,6 +328,16 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Xs(e) => write!(f, "xenstored: {}", e.name()),
+            Error::BadValue {
+                path,
+                value,
+                expected,
+            } => {
+                write!(f, "xenstore: {path} = ")?;
+                write_escaped(f, value)?;
+                write!(f, " is not {expected}")
+            }
+            Error::Broken(why) => write!(f, "xenstore: connection broken: {why}"),
             other => write!(f, "xenstore: {other:?}"),
         }
     }
@@ -387,8 +462,10 @@ pub struct WatchEvent {
     pub token: String,
 }
 
+/// Strict decimal: ASCII digits only (no sign, space, NUL or prefix),
+/// at least one, fitting a `u64`.
 pub(super) fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
+    if s.is_empty() {
         return None;
     }
     let mut v: u64 = 0;
@@ -396,7 +473,7 @@ pub(super) fn parse_decimal(s: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        v = v * 10 + u64::from(c - b'0');
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
     Some(v)
 }
