@@ -168,7 +168,10 @@ fn check_grant(o: &Outcome) -> Result<(), String> {
         .split_once('/')
         .ok_or("frames")?;
     let max: u64 = max.parse().map_err(|_| "max frames")?;
-    if !ex.contains("grants: Table(Exhausted { in_use: ") || cur != max.to_string() || n != max * 512 - 8 {
+    if !ex.contains("grants: Table(Exhausted { in_use: ")
+        || cur != max.to_string()
+        || n != max * 512 - 8
+    {
         return Err(format!("exhaustion line {ex:?}"));
     }
     line(
