@@ -16,8 +16,8 @@ pub const KERNEL_PREFIX: &str = "xf.";
 /// The kernel's options; `Default` is what an empty command line means.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOptions {
-    /// `xf.xs-timeout=<ms>` (100..=600000): how long one wait for xenstored
-    /// may take before a XenStore request fails with a timeout.
+    /// `xf.xs-timeout=<ms>` (100..=600000): how long one XenStore request
+    /// may take before it fails with a timeout.
     pub xs_timeout_ms: Option<u32>,
 }
 
