@@ -278,6 +278,47 @@ fn vchan_echo(mode: Mode) -> Scenario {
         .check(check_vchan_echo)
 }
 
+/// The service with one grant frame (`max_grant_frames=1`): a connection
+/// still echoes its data.
+fn vchan_echo_one_frame(mode: Mode) -> Scenario {
+    app(
+        mode,
+        "vchan-echo-grant-frames-1",
+        image("vchan-echo"),
+        root().join("xl-config/vchan-echo.cfg"),
+    )
+    .config_line("max_grant_frames = 1")
+    .file(peer("xf-vchan-pump"), "xf-vchan-pump")
+    .dom0_script(
+        r#"
+V=/local/domain/$DOMID/data/vchan
+head -c 65536 /dev/urandom >/tmp/o.in
+wait_console 'vchan-echo: listening \(connection 0\)' 60
+vchan-socket-proxy "$DOMID" "$V" /tmp/o.sock >"$OUT/proxy.out" 2>&1 &
+P=$!
+wait_socket /tmp/o.sock 20 || exit 4
+"$FILES/xf-vchan-pump" --connect /tmp/o.sock --in /tmp/o.in --pings 5 --timeout-ms 60000 >"$OUT/pump.out" 2>&1
+echo $? >"$OUT/pump.status"
+kill $P 2>/dev/null; wait $P 2>/dev/null
+wait_console 'vchan-echo: listening \(connection 1\)' 30
+xl shutdown "$DOMID"
+"#,
+    )
+    .timeout_secs(120)
+    .marker("grants: table up, in_use 0 deferred 0 free 504 frames 1/1")
+    .marker("vchan-echo: poweroff requested after 1 connection(s)")
+    .shutdown(Some(Shutdown::Poweroff))
+    .script_status(0)
+    .check(|o| {
+        let st = out(o, "pump.status")?;
+        let p = out(o, "pump.out")?;
+        if st != "0" || !p.contains(" match") {
+            return Err(format!("echo with one grant frame failed (exit {st}): {p}"));
+        }
+        Ok(())
+    })
+}
+
 // -------------------------------------------------------------- ring-demo
 
 fn ring_demo(mode: Mode) -> Scenario {
@@ -417,6 +458,7 @@ pub fn scenarios() -> Vec<Scenario> {
     for mode in Mode::ALL {
         v.extend(hello(mode));
         v.push(vchan_echo(mode));
+        v.push(vchan_echo_one_frame(mode));
         v.push(ring_demo(mode));
         v.extend(outside(mode));
     }

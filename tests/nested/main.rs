@@ -23,6 +23,7 @@ mod demo;
 mod events;
 mod figures;
 mod lab_selftest;
+mod limits;
 mod peers_loopback;
 mod pv_boot;
 mod services;
@@ -43,6 +44,7 @@ const MODULES: &[Module] = &[
     ("soak", soak::scenarios),
     ("bench", bench::scenarios),
     ("apps", apps::scenarios),
+    ("limits", limits::scenarios),
 ];
 
 fn main() -> ExitCode {

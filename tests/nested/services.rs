@@ -268,6 +268,20 @@ pub fn scenarios() -> Vec<Scenario> {
             .shutdown(Some(Shutdown::Poweroff))
             .script_status(0)
             .check(check_grant),
+        // The limit from the config, not the code: one grant frame (504
+        // usable entries) is exhausted, reported with its counts, and
+        // everything else still works.
+        pv("limits-grant-frames-1")
+            .extra("test=grant")
+            .config_line("max_grant_frames = 1")
+            .file(peer("xf-gnt-map"), "xf-gnt-map")
+            .file(peer("xf-gnt-share"), "xf-gnt-share")
+            .dom0_script(format!("{PRELUDE}{GRANT_SCRIPT}"))
+            .marker("grant: exhausted after 504 grants")
+            .marker("Test result: SUCCESS")
+            .shutdown(Some(Shutdown::Poweroff))
+            .script_status(0)
+            .check(check_grant),
         idle(
             "services-xl-shutdown",
             "xl shutdown \"$DOMID\"",

@@ -40,7 +40,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 19] = [
+    pub const TESTS: [Test; 20] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -116,6 +116,10 @@ mod guest {
         Test {
             name: "soak",
             run: kscenario::soak_test,
+        },
+        Test {
+            name: "evtchn-limit",
+            run: kscenario::evtchn_limit_test,
         },
     ];
 
