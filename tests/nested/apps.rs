@@ -294,6 +294,7 @@ fn vchan_echo_one_frame(mode: Mode) -> Scenario {
 V=/local/domain/$DOMID/data/vchan
 head -c 65536 /dev/urandom >/tmp/o.in
 wait_console 'vchan-echo: listening \(connection 0\)' 60
+rm -f /tmp/o.sock
 vchan-socket-proxy "$DOMID" "$V" /tmp/o.sock >"$OUT/proxy.out" 2>&1 &
 P=$!
 wait_socket /tmp/o.sock 20 || exit 4
