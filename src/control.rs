@@ -12,7 +12,6 @@
 
 use spin::Mutex;
 
-use crate::event;
 use crate::hypercall::ShutdownReason;
 use crate::kernel;
 use crate::time;
@@ -53,7 +52,6 @@ pub fn poll() -> Option<ShutdownRequest> {
 
 /// Waits for a request until `deadline_ns` ([`time::now_ns`] scale).
 pub fn wait(deadline_ns: u64) -> Option<ShutdownRequest> {
-    let port = xenstore::port();
     loop {
         if let Some(r) = poll() {
             return Some(r);
@@ -62,14 +60,8 @@ pub fn wait(deadline_ns: u64) -> Option<ShutdownRequest> {
         if now >= deadline_ns {
             return None;
         }
-        match port {
-            // Clear after waking, before poll() rereads the ring: a later
-            // event stays pending for the next wait.
-            Some(p) => {
-                event::wait(p, deadline_ns);
-                event::clear_pending(p);
-            }
-            None => time::sleep_until(deadline_ns),
+        if xenstore::wait_event(deadline_ns).is_err() {
+            time::sleep_until(deadline_ns);
         }
     }
 }

@@ -63,11 +63,24 @@ impl XsTransport for EvtchnTransport {
 
     fn wait(&mut self, deadline_ns: u64) {
         self.waits += 1;
-        event::wait(self.port, deadline_ns);
-        // Clear after waking and before the caller re-reads the ring: an
-        // event arriving later stays pending for the next wait.
-        event::clear_pending(self.port);
+        wait_port(self.port, deadline_ns);
     }
+}
+
+/// Polls the store port until it has an event or `deadline_ns` passes.
+/// The pending bit is cleared after waking and before the caller re-reads
+/// the ring: an event arriving later stays pending for the next wait.
+fn wait_port(port: u32, deadline_ns: u64) {
+    event::wait(port, deadline_ns);
+    event::clear_pending(port);
+}
+
+/// Blocks until xenstored signals the store port or `deadline_ns`
+/// ([`time::now_ns`] scale) passes, without holding the client; the
+/// caller then looks at the ring again (e.g. for watch events).
+pub fn wait_event(deadline_ns: u64) -> Result<(), StoreError> {
+    wait_port(port().ok_or(StoreError::NotInitialised)?, deadline_ns);
+    Ok(())
 }
 
 /// The kernel's XenStore client: the pure client over the event channel.
@@ -240,13 +253,7 @@ impl Watch {
             if time::now_ns() >= deadline_ns {
                 return Ok(None);
             }
-            match port() {
-                Some(p) => {
-                    event::wait(p, deadline_ns);
-                    event::clear_pending(p);
-                }
-                None => return Err(StoreError::NotInitialised),
-            }
+            wait_event(deadline_ns)?;
         }
     }
 }

@@ -28,9 +28,9 @@ pub use client::{
 };
 pub use guest::{
     init, list, next_event, parse_shutdown, port, publish, read, read_string, read_u64, rm,
-    set_default_timeout, set_timeout, take_shutdown_request, transaction, watch_shutdown, with,
-    write, BadValue, Client, Event, EvtchnTransport, ShutdownError, ShutdownRequest, StoreError,
-    Watch, DEFAULT_TIMEOUT_NS, SHUTDOWN_TOKEN,
+    set_default_timeout, set_timeout, take_shutdown_request, transaction, wait_event,
+    watch_shutdown, with, write, BadValue, Client, Event, EvtchnTransport, ShutdownError,
+    ShutdownRequest, StoreError, Watch, DEFAULT_TIMEOUT_NS, SHUTDOWN_TOKEN,
 };
 pub use ring::{XsRing, XENSTORE_RING_SIZE};
 pub use wire::{
