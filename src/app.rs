@@ -108,6 +108,18 @@ pub fn arg(key: &str) -> Option<&'static str> {
     })
 }
 
+/// The number given as the application's `key=<n>` word, or `default`
+/// when the word is absent; a value that is not a number is an [`Error`]
+/// naming the word and the value.
+pub fn arg_num<T: core::str::FromStr>(key: &str, default: T) -> Result<T, Error> {
+    match arg(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Error::msg(alloc::format!("{key}={v:?}: not a number"))),
+    }
+}
+
 static CMDLINE: spin::Once<&'static str> = spin::Once::new();
 
 /// The whole command line (kernel options included); empty before boot

@@ -60,7 +60,7 @@ pub mod kernel;
 
 // Application API: entry and arguments, control, console, vchan.
 pub mod app;
-pub use app::{arg, args, Error};
+pub use app::{arg, arg_num, args, Error};
 #[cfg(target_os = "none")]
 pub mod control;
 #[cfg(target_os = "none")]

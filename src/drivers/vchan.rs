@@ -60,7 +60,7 @@ use core::fmt;
 
 use crate::event::Events;
 use crate::shared::{mb, rmb, wmb, SharedMem, PAGE_SIZE};
-use crate::xenstore::{Perm, PermKind};
+use crate::xenstore::Perm;
 
 use crate::xen_abi::vchan::{
     CLI_LIVE, CLI_NOTIFY, GRANTS, GRANT_SIZE, LEFT, LEFT_ORDER, RIGHT, RIGHT_ORDER, RING_CONS,
@@ -651,16 +651,7 @@ impl<E: VchanEnv> Vchan<E> {
                 return Err((env, e));
             }
         };
-        let perms = [
-            Perm {
-                kind: PermKind::None,
-                domid: me,
-            },
-            Perm {
-                kind: PermKind::Read,
-                domid: client,
-            },
-        ];
+        let perms = Perm::owner_and_reader(me, client);
         let (rr, ec) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
         let (gs, ps) = (format!("{gref}"), format!("{port}"));
         if let Err(e) = env.xs_publish(&[(&rr, &gs), (&ec, &ps)], &perms) {

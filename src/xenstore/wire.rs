@@ -427,6 +427,23 @@ pub struct Perm {
 }
 
 impl Perm {
+    /// The permissions of keys a domain publishes for one peer (ring refs,
+    /// event channels): the first entry names the owner and, with
+    /// [`PermKind::None`], denies everyone else; the second lets `reader`
+    /// read. Only the owner can write (xenstore.txt, "permissions").
+    pub fn owner_and_reader(owner: u16, reader: u16) -> [Perm; 2] {
+        [
+            Perm {
+                kind: PermKind::None,
+                domid: owner,
+            },
+            Perm {
+                kind: PermKind::Read,
+                domid: reader,
+            },
+        ]
+    }
+
     /// Parses `n|r|w|b` followed by a decimal domid.
     pub fn parse(s: &[u8]) -> Result<Perm, Error> {
         let (&k, digits) = s.split_first().ok_or(Error::BadPayload("empty perm"))?;

@@ -15,25 +15,16 @@
 use xenfront::chan_env::OfferedPort;
 use xenfront::drivers::demo::DemoFront;
 use xenfront::time::{self, NS_PER_MS, NS_PER_SEC};
-use xenfront::xenstore::{self, Perm, PermKind};
+use xenfront::xenstore::{self, Perm};
 use xenfront::{event, grant_table, mm, println, Error};
-
-fn number(key: &str, default: u64) -> Result<u64, Error> {
-    match xenfront::arg(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| Error::msg(alloc::format!("{key}={v:?}: not a number"))),
-    }
-}
 
 extern crate alloc;
 
 fn demo() -> Result<(), Error> {
-    let requests = number("requests", 10_000)?;
-    let backend = u16::try_from(number("backend", 0)?)
+    let requests = xenfront::arg_num::<u64>("requests", 10_000)?;
+    let backend = u16::try_from(xenfront::arg_num::<u64>("backend", 0)?)
         .map_err(|_| Error::msg("backend=: not a domain id"))?;
-    let wait_ns = number("wait", 60)?.max(1) * NS_PER_SEC;
+    let wait_ns = xenfront::arg_num::<u64>("wait", 60)?.max(1) * NS_PER_SEC;
     let me = u16::try_from(xenstore::read_u64("domid")?)
         .map_err(|_| Error::msg("domid: not a domain id"))?;
 
@@ -45,16 +36,7 @@ fn demo() -> Result<(), Error> {
     let gref = grant.gref().0;
     let (g, p) = (alloc::format!("{gref}"), alloc::format!("{port}"));
     // Only we may write the keys; the backend may read them.
-    let perms = [
-        Perm {
-            kind: PermKind::None,
-            domid: me,
-        },
-        Perm {
-            kind: PermKind::Read,
-            domid: backend,
-        },
-    ];
+    let perms = Perm::owner_and_reader(me, backend);
     xenstore::publish(
         &[
             ("data/demo/ring-ref", g.as_bytes()),

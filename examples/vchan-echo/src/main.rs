@@ -33,20 +33,11 @@ enum End {
     Shutdown(ShutdownRequest),
 }
 
-fn number(key: &str, default: u32) -> Result<u32, Error> {
-    match xenfront::arg(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| Error::msg(alloc::format!("{key}={v:?}: not a number"))),
-    }
-}
-
 fn serve() -> Result<(), Error> {
     let path = xenfront::arg("path").unwrap_or("data/vchan");
-    let client =
-        u16::try_from(number("client", 0)?).map_err(|_| Error::msg("client=: not a domain id"))?;
-    let idle_ns = u64::from(number("idle", 60)?.max(1)) * NS_PER_SEC;
+    let client = u16::try_from(xenfront::arg_num::<u32>("client", 0)?)
+        .map_err(|_| Error::msg("client=: not a domain id"))?;
+    let idle_ns = u64::from(xenfront::arg_num::<u32>("idle", 60)?.max(1)) * NS_PER_SEC;
     let base = grant_table::counters()?.in_use;
     println!("vchan-echo: serving {path} for domain {client}");
     let mut n = 0u64;

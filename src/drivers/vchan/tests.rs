@@ -1,5 +1,6 @@
 use super::*;
 use crate::drivers::fake_evtchn::{pair, End};
+use crate::xenstore::PermKind;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

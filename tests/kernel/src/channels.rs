@@ -30,7 +30,7 @@ use xenfront::event::{self};
 use xenfront::grant_table::{self, GrantRef};
 use xenfront::mm;
 use xenfront::time;
-use xenfront::xenstore::{Perm, PermKind};
+use xenfront::xenstore::Perm;
 
 /// Dom0's domain id.
 const DOM0: u16 = 0;
@@ -122,16 +122,7 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     let me = env
         .self_domid()
         .map_err(|e| format!("{}: {}", e.what, e.detail))?;
-    let perms = [
-        Perm {
-            kind: PermKind::None,
-            domid: me,
-        },
-        Perm {
-            kind: PermKind::Read,
-            domid: DOM0,
-        },
-    ];
+    let perms = Perm::owner_and_reader(me, DOM0);
     let (gs, ps) = (format!("{gref}"), format!("{port}"));
     env.xs_publish(
         &[
