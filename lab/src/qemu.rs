@@ -21,6 +21,71 @@ pub struct Qemu {
     pub started: Instant,
 }
 
+/// The emulator the lab runs: which QEMU binary, its data directory, and how TCG
+/// uses the host's cores. Defaults: `qemu-system-x86_64` on `PATH`, multi-threaded
+/// TCG. `XF_LAB_QEMU=/path/to/qemu-system-x86_64` picks another build (its firmware
+/// directory `XF_LAB_QEMU_DATA`, passed as `-L`), `XF_LAB_TCG=single` selects
+/// single-threaded TCG (`-accel tcg,thread=single`); docs/lab.md has the measurements
+/// behind the default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emulator {
+    /// The QEMU binary.
+    pub binary: String,
+    /// `-L` firmware directory, if not the binary's own.
+    pub data_dir: Option<String>,
+    /// `-accel` argument.
+    pub accel: String,
+}
+
+impl Emulator {
+    /// The emulator chosen by the environment (see the type's documentation).
+    pub fn from_env() -> Result<Emulator, LabError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Emulator::from_vars(
+            var("XF_LAB_QEMU").as_deref(),
+            var("XF_LAB_QEMU_DATA").as_deref(),
+            var("XF_LAB_TCG").as_deref(),
+        )
+    }
+
+    /// The emulator for these variable values (`None` = unset).
+    pub fn from_vars(
+        qemu: Option<&str>,
+        data: Option<&str>,
+        tcg: Option<&str>,
+    ) -> Result<Emulator, LabError> {
+        let accel = match tcg {
+            None | Some("multi") => "tcg,thread=multi",
+            Some("single") => "tcg,thread=single",
+            Some(other) => {
+                return Err(LabError::Setup(format!(
+                    "XF_LAB_TCG={other:?}: expected \"single\" or \"multi\""
+                )))
+            }
+        };
+        Ok(Emulator {
+            binary: qemu.unwrap_or("qemu-system-x86_64").to_string(),
+            data_dir: data.map(str::to_string),
+            accel: accel.to_string(),
+        })
+    }
+
+    /// The first line of `binary --version` (e.g. `QEMU emulator version 7.2.22 ...`).
+    pub fn version(&self) -> String {
+        Command::new(&self.binary)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| format!("{}: no version", self.binary))
+    }
+}
+
 /// Xen's command line: serial console, Dom0's memory, full logging, plus `xen_args`.
 pub fn xen_cmdline(xen_args: &str) -> String {
     format!("console=com1 com1=115200 dom0_mem=1024M loglvl=all guest_loglvl=all {xen_args}")
@@ -42,19 +107,21 @@ impl Qemu {
             std::fs::File::create(run_dir.join("qemu.stderr")),
             "qemu.stderr",
         )?;
+        let emu = Emulator::from_env()?;
+        eprintln!(
+            "lab: emulator {} ({}, -accel {})",
+            emu.binary,
+            emu.version(),
+            emu.accel
+        );
+        let mut cmd = Command::new(&emu.binary);
+        if let Some(d) = &emu.data_dir {
+            cmd.arg("-L").arg(d);
+        }
         let started = Instant::now();
         let mut child = util::io(
-            Command::new("qemu-system-x86_64")
-                .args([
-                    "-accel",
-                    "tcg",
-                    "-cpu",
-                    "qemu64,+npt",
-                    "-m",
-                    "2048",
-                    "-smp",
-                    "2",
-                ])
+            cmd.args(["-accel", &emu.accel])
+                .args(["-cpu", "qemu64,+npt", "-m", "2048", "-smp", "2"])
                 .args([
                     "-display",
                     "none",
@@ -65,6 +132,10 @@ impl Qemu {
                     "-serial",
                     "stdio",
                     "-no-reboot",
+                    // No emulated NIC: every packet the lab makes stays between
+                    // Dom0 and its guests.
+                    "-nic",
+                    "none",
                 ])
                 .arg("-kernel")
                 .arg(&art.xen)
@@ -80,7 +151,7 @@ impl Qemu {
                 .stdout(Stdio::piped())
                 .stderr(stderr_file)
                 .spawn(),
-            "starting qemu-system-x86_64",
+            "starting QEMU",
         )?;
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();

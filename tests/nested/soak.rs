@@ -5,7 +5,7 @@
 //! ships the dead vCPU's registers, see docs/lab.md).
 //!
 //! Experiment knobs (docs/lab.md, "PVH guests: the emulator's world-switch
-//! fault"): `XF_SOAK_PIN=0,1` adds PVH soaks pinned to those pCPUs,
+//! fault"): `XF_SOAK_PIN=0,1,all` adds PVH soaks pinned to those pCPUs (`all`: unpinned),
 //! `XF_LINUX_PVH_REPEAT=N` adds N runs of Debian's Linux as PVH, and the
 //! lab's `XF_LAB_HVM_CPUS=any` lifts the default pin.
 
@@ -55,13 +55,14 @@ fn soak(m: Mode, name: &str) -> Scenario {
 
 pub fn scenarios() -> Vec<Scenario> {
     let mut v = for_each_mode(|m: Mode| soak(m, "soak"));
-    // Experiment: XF_SOAK_PIN=0,1 adds PVH soaks pinned to those pCPUs.
-    for cpu in std::env::var("XF_SOAK_PIN").unwrap_or_default().split(',') {
-        if !cpu.is_empty() {
-            v.push(
-                soak(Mode::Pvh, &format!("soak-pin{cpu}")).config_line(format!("cpus = \"{cpu}\"")),
-            );
-        }
+    // Experiment: XF_SOAK_PIN=0,1,all adds PVH soaks pinned to those pCPUs
+    // (`all`: unpinned); a cpu may repeat, each soak gets its own name.
+    let pins = std::env::var("XF_SOAK_PIN").unwrap_or_default();
+    for (i, cpu) in pins.split(',').filter(|c| !c.is_empty()).enumerate() {
+        v.push(
+            soak(Mode::Pvh, &format!("soak-pin{cpu}-{i}"))
+                .config_line(format!("cpus = \"{cpu}\"")),
+        );
     }
     // Experiment: XF_LINUX_PVH_REPEAT=N adds N runs of Debian's Linux as PVH.
     let n: usize = std::env::var("XF_LINUX_PVH_REPEAT")
