@@ -17,6 +17,7 @@ mod serial;
 mod stage;
 pub mod util;
 mod verdict;
+pub mod xen_dump;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -22,6 +22,7 @@ mod common;
 mod demo;
 mod events;
 mod figures;
+mod hostile;
 mod lab_selftest;
 mod limits;
 mod peers_loopback;
@@ -45,6 +46,7 @@ const MODULES: &[Module] = &[
     ("bench", bench::scenarios),
     ("apps", apps::scenarios),
     ("limits", limits::scenarios),
+    ("hostile", hostile::scenarios),
 ];
 
 fn main() -> ExitCode {

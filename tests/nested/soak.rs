@@ -60,8 +60,7 @@ pub fn scenarios() -> Vec<Scenario> {
     let pins = std::env::var("XF_SOAK_PIN").unwrap_or_default();
     for (i, cpu) in pins.split(',').filter(|c| !c.is_empty()).enumerate() {
         v.push(
-            soak(Mode::Pvh, &format!("soak-pin{cpu}-{i}"))
-                .config_line(format!("cpus = \"{cpu}\"")),
+            soak(Mode::Pvh, &format!("soak-pin{cpu}-{i}")).config_line(format!("cpus = \"{cpu}\"")),
         );
     }
     // Experiment: XF_LINUX_PVH_REPEAT=N adds N runs of Debian's Linux as PVH.

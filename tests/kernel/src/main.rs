@@ -18,6 +18,8 @@ mod channels;
 #[cfg(target_os = "none")]
 mod fault;
 #[cfg(target_os = "none")]
+mod hostile;
+#[cfg(target_os = "none")]
 mod kscenario;
 #[cfg(target_os = "none")]
 mod services;
@@ -26,7 +28,7 @@ mod services;
 mod guest {
     use crate::options::{self, Options};
     use crate::scenario::{self, Env, Verdict};
-    use crate::{channels, kscenario, services};
+    use crate::{channels, hostile, kscenario, services};
     use xenfront::console::ConsoleError;
     use xenfront::hypercall::ShutdownReason;
     use xenfront::{control, println};
@@ -40,7 +42,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 20] = [
+    pub const TESTS: [Test; 23] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -120,6 +122,18 @@ mod guest {
         Test {
             name: "evtchn-limit",
             run: kscenario::evtchn_limit_test,
+        },
+        Test {
+            name: "hostile-storm",
+            run: hostile::storm_test,
+        },
+        Test {
+            name: "hostile-map",
+            run: hostile::map_test,
+        },
+        Test {
+            name: "hostile-xs",
+            run: hostile::xs_test,
         },
     ];
 
