@@ -11,7 +11,6 @@ use crate::event::{self, Events, PeerProbe, XenEvents};
 use crate::grant_table::{self, ForeignMapping, Grant, GrantRef};
 use crate::hypercall::EvtchnState;
 use crate::mm;
-use crate::shared::SharedMem;
 use crate::time;
 use crate::xenstore::{self, Error, Perm, TxId, XsError};
 
@@ -94,12 +93,11 @@ impl VchanEnv for XenChan {
         u16::try_from(d).map_err(|_| EnvError::new("read domid", d))
     }
 
-    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Grant), EnvError> {
+    fn share_page(&mut self, domid: u16) -> Result<(u32, Grant), EnvError> {
         let page = mm::alloc_shared_page().map_err(|e| EnvError::new("alloc page", e))?;
         let g =
             grant_table::grant_page(domid, &page, false).map_err(|e| EnvError::new("grant", e))?;
-        let mem = page.mem();
-        Ok((mem, g.gref().0, g))
+        Ok((g.gref().0, g))
     }
 
     fn unshare_page(&mut self, g: Grant) {
@@ -113,10 +111,9 @@ impl VchanEnv for XenChan {
         domid: u16,
         gref: u32,
         readonly: bool,
-    ) -> Result<(SharedMem, ForeignMapping), EnvError> {
-        let m = grant_table::map_grant(domid, GrantRef(gref), readonly)
-            .map_err(|e| EnvError::new("map_grant_ref", e))?;
-        Ok((m.mem(), m))
+    ) -> Result<ForeignMapping, EnvError> {
+        grant_table::map_grant(domid, GrantRef(gref), readonly)
+            .map_err(|e| EnvError::new("map_grant_ref", e))
     }
 
     fn unmap_page(&mut self, m: ForeignMapping) {

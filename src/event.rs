@@ -53,7 +53,7 @@ pub const MAX_HANDLERS: usize = 32;
 /// `VIRQ_TIMER` (xen.h): per-vCPU timer, fired by set_timer_op.
 pub const VIRQ_TIMER: u32 = 0;
 
-static SHARED_INFO: Once<SharedMem> = Once::new();
+static SHARED_INFO: Once<SharedMem<'static>> = Once::new();
 /// True once an upcall entry point is registered with Xen (PV:
 /// set_callbacks): only then may events be unmasked.
 static UPCALLS: AtomicBool = AtomicBool::new(false);
@@ -64,7 +64,7 @@ static MASK_IS_IF: AtomicBool = AtomicBool::new(false);
 
 /// Record the mapped shared_info page, mask event upcalls on vCPU 0 and mask
 /// every port (a port is unmasked when a handler is bound to it).
-pub fn init(shared_info: SharedMem) {
+pub fn init(shared_info: SharedMem<'static>) {
     shared_info.store_u8(VCPU0_UPCALL_MASK, 1);
     for w in 0..EVTCHN_WORDS * 2 {
         shared_info.store_u32(EVTCHN_MASK + w * 4, u32::MAX);
@@ -73,7 +73,7 @@ pub fn init(shared_info: SharedMem) {
 }
 
 /// The shared_info page, once `init` ran.
-pub fn shared_info() -> Option<&'static SharedMem> {
+pub fn shared_info() -> Option<&'static SharedMem<'static>> {
     SHARED_INFO.get()
 }
 
@@ -314,7 +314,7 @@ pub fn scan(
 
 /// 64-bit words of shared_info, accessed as little-endian u32 halves (each
 /// bit is independent, so half-word atomics are as good as Xen's `lock bts`).
-impl Bitmaps for SharedMem {
+impl Bitmaps for SharedMem<'_> {
     fn take_sel(&self) -> u64 {
         self.store_u8(VCPU0_UPCALL_PENDING, 0);
         let lo = self.fetch_and_u32(VCPU0_PENDING_SEL, 0);
@@ -338,7 +338,7 @@ impl Bitmaps for SharedMem {
     }
 }
 
-fn load_u64(si: &SharedMem, off: usize) -> u64 {
+fn load_u64(si: &SharedMem<'_>, off: usize) -> u64 {
     (si.load_u32(off + 4) as u64) << 32 | si.load_u32(off) as u64
 }
 

@@ -10,7 +10,7 @@ use crate::event::XenEvents;
 use crate::platform::RingPage;
 use crate::shared::{SharedMem, PAGE_SIZE};
 
-static CONSOLE: Mutex<Option<Console<XenEvents>>> = Mutex::new(None);
+static CONSOLE: Mutex<Option<Console<'static, XenEvents>>> = Mutex::new(None);
 
 /// Start printing to the console ring in `ring`.
 ///

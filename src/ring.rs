@@ -89,15 +89,16 @@ pub struct RingStats {
     pub suppressed: u64,
 }
 
-/// The shared layout: header plus `nr_ents` slots of a `Req`/`Rsp` union.
-pub struct Ring<Req: Pod, Rsp: Pod> {
-    mem: SharedMem,
+/// The shared layout: header plus `nr_ents` slots of a `Req`/`Rsp` union,
+/// over a view valid for `'a`.
+pub struct Ring<'a, Req: Pod, Rsp: Pod> {
+    mem: SharedMem<'a>,
     nr_ents: u32,
     slot: usize,
     _t: PhantomData<(Req, Rsp)>,
 }
 
-impl<Req: Pod, Rsp: Pod> Ring<Req, Rsp> {
+impl<'a, Req: Pod, Rsp: Pod> Ring<'a, Req, Rsp> {
     /// Slot size: `sizeof(union { Req; Rsp; })` — the larger size, rounded
     /// up to the larger alignment, as a C compiler lays out the union.
     pub const SLOT_SIZE: usize = {
@@ -129,7 +130,7 @@ impl<Req: Pod, Rsp: Pod> Ring<Req, Rsp> {
     }
 
     /// Lays the typed ring over `mem` (does not touch the contents).
-    pub fn new(mem: SharedMem) -> Result<Self, RingError> {
+    pub fn new(mem: SharedMem<'a>) -> Result<Self, RingError> {
         let n = Self::nr_ents_for(mem.len());
         if n == 0 {
             return Err(RingError::TooSmall {
@@ -192,7 +193,7 @@ impl<Req: Pod, Rsp: Pod> Ring<Req, Rsp> {
 
 /// `RING_PUSH_*_AND_CHECK_NOTIFY` core: publish `new` at `prod_off`, then
 /// decide whether the peer asked to be woken for any index in `(old, new]`.
-fn publish_and_check(mem: &SharedMem, prod_off: usize, event_off: usize, new: u32) -> bool {
+fn publish_and_check(mem: &SharedMem<'_>, prod_off: usize, event_off: usize, new: u32) -> bool {
     let old = mem.load_u32(prod_off);
     wmb(); // entries visible before the index
     mem.store_u32(prod_off, new);
@@ -202,8 +203,8 @@ fn publish_and_check(mem: &SharedMem, prod_off: usize, event_off: usize, new: u3
 }
 
 /// The frontend side: produces requests, consumes responses.
-pub struct FrontRing<Req: Pod, Rsp: Pod> {
-    ring: Ring<Req, Rsp>,
+pub struct FrontRing<'a, Req: Pod, Rsp: Pod> {
+    ring: Ring<'a, Req, Rsp>,
     req_prod_pvt: u32,
     rsp_cons: u32,
     /// Last `rsp_prod` read from the page and validated.
@@ -211,16 +212,16 @@ pub struct FrontRing<Req: Pod, Rsp: Pod> {
     stats: RingStats,
 }
 
-impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
+impl<'a, Req: Pod, Rsp: Pod> FrontRing<'a, Req, Rsp> {
     /// `SHARED_RING_INIT` + `FRONT_RING_INIT`: initialise the shared header
     /// and attach the frontend with private indices at 0.
-    pub fn init_shared(mem: SharedMem) -> Result<Self, RingError> {
+    pub fn init_shared(mem: SharedMem<'a>) -> Result<Self, RingError> {
         Self::init_shared_at(mem, 0)
     }
 
     /// As [`init_shared`](Self::init_shared) but starting all indices at
     /// `start` (tests use this to exercise `u32` wrap-around).
-    pub fn init_shared_at(mem: SharedMem, start: u32) -> Result<Self, RingError> {
+    pub fn init_shared_at(mem: SharedMem<'a>, start: u32) -> Result<Self, RingError> {
         let ring = Ring::new(mem)?;
         ring.init_shared_at(start);
         Ok(FrontRing {
@@ -332,18 +333,18 @@ impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
 }
 
 /// The backend side: consumes requests, produces responses.
-pub struct BackRing<Req: Pod, Rsp: Pod> {
-    ring: Ring<Req, Rsp>,
+pub struct BackRing<'a, Req: Pod, Rsp: Pod> {
+    ring: Ring<'a, Req, Rsp>,
     rsp_prod_pvt: u32,
     req_cons: u32,
     req_prod_seen: u32,
     stats: RingStats,
 }
 
-impl<Req: Pod, Rsp: Pod> BackRing<Req, Rsp> {
+impl<'a, Req: Pod, Rsp: Pod> BackRing<'a, Req, Rsp> {
     /// `BACK_RING_ATTACH`: attach to an initialised ring, starting from the
     /// current `rsp_prod` (requests are consumed from there too).
-    pub fn attach(mem: SharedMem) -> Result<Self, RingError> {
+    pub fn attach(mem: SharedMem<'a>) -> Result<Self, RingError> {
         let ring = Ring::new(mem)?;
         let start = ring.rsp_prod();
         Ok(BackRing {
@@ -463,8 +464,8 @@ mod tests {
         }
     }
 
-    type Front = FrontRing<Req, Rsp>;
-    type Back = BackRing<Req, Rsp>;
+    type Front<'a> = FrontRing<'a, Req, Rsp>;
+    type Back<'a> = BackRing<'a, Req, Rsp>;
 
     fn rsp(id: u64) -> Rsp {
         Rsp {
@@ -689,7 +690,12 @@ mod tests {
         let mut front = Front::init_shared_at(ring_page.mem(), start).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
 
-        fn wait(ev: &SharedMem, off: usize, deadline: std::time::Instant, ring: &SharedMem) {
+        fn wait(
+            ev: &SharedMem<'_>,
+            off: usize,
+            deadline: std::time::Instant,
+            ring: &SharedMem<'_>,
+        ) {
             while ev.cas_u32(off, 1, 0).is_err() {
                 assert!(
                     std::time::Instant::now() < deadline,

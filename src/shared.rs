@@ -17,9 +17,23 @@
 //! a bug in *our* code (all offsets are derived from constants or masked
 //! indices), never the peer's, and panics with a clear message.
 //!
+//! A view borrows whatever keeps its memory mapped: `SharedMem<'a>` is valid
+//! for `'a`, and the owners of shared pages (a granted
+//! [`SharedPage`](crate::mm::SharedPage), a
+//! [`ForeignMapping`](crate::grant_table::ForeignMapping), …) implement
+//! [`MemOwner`], whose `mem(&self) -> SharedMem<'_>` ties each view to a
+//! borrow of the owner. Unmapping or freeing a page needs the owner by value,
+//! so the compiler rejects any use of a view after that. A structure that
+//! keeps both a page and access to it stores the owner and derives a view at
+//! each use (a view is a pointer and a length). Pages mapped for the whole
+//! life of the kernel (shared_info, the boot console and XenStore rings, the
+//! grant table frames) are `SharedMem<'static>`, made by the one unsafe
+//! constructor, [`SharedMem::from_raw`].
+//!
 //! All `unsafe` of the protocol layer lives in this file.
 
-use core::mem::{align_of, size_of};
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of, size_of_val};
 use core::ptr::NonNull;
 use core::sync::atomic::{self, AtomicU16, AtomicU32, AtomicU8, Ordering};
 
@@ -105,24 +119,77 @@ pub fn wmb() {
     atomic::fence(Ordering::Release);
 }
 
+// The `compile_fail` examples below name their error codes; rustdoc checks
+// those only on a nightly toolchain (`RUSTC_BOOTSTRAP=1 cargo test -p
+// xenfront --doc` does), so each sits next to a compiling twin.
 /// A view of `len` bytes of memory shared with another domain (or, in host
-/// tests, with another thread).
+/// tests, with another thread), valid for the lifetime `'a`.
 ///
 /// Cloning a view, or taking a [`sub`](SharedMem::sub)-view, aliases the same
 /// bytes; that is fine because every access is volatile or atomic, exactly as
-/// the peer domain aliases it.
+/// the peer domain aliases it. Clones and sub-views keep the lifetime: no
+/// view outlives what keeps the memory mapped.
+///
+/// A view borrows its memory, here a buffer of this program:
+///
+/// ```
+/// use xenfront::shared::SharedMem;
+///
+/// let mut buf = vec![0u64; 512];
+/// let v = SharedMem::from_words(&mut buf);
+/// v.store_u32(0, 7);
+/// assert_eq!(v.load_u32(0), 7);
+/// drop(v);
+/// drop(buf); // the memory goes away only after its last view
+/// ```
+///
+/// so it cannot outlive it (`error[E0597]: buf does not live long enough`):
+///
+/// ```compile_fail,E0597
+/// use xenfront::shared::SharedMem;
+///
+/// let v = {
+///     let mut buf = vec![0u64; 512];
+///     SharedMem::from_words(&mut buf)
+/// };
+/// v.load_u32(0);
+/// ```
+///
+/// and its memory cannot be given up while the view is in use
+/// (`error[E0505]: cannot move out of buf because it is borrowed`), just as
+/// a [`ForeignMapping`](crate::grant_table::ForeignMapping) cannot be
+/// unmapped, nor a [`SharedPage`](crate::mm::SharedPage) dropped, while a
+/// view of it is alive:
+///
+/// ```compile_fail,E0505
+/// use xenfront::shared::SharedMem;
+///
+/// let mut buf = vec![0u64; 512];
+/// let v = SharedMem::from_words(&mut buf);
+/// drop(buf);
+/// v.load_u32(0);
+/// ```
 #[derive(Debug, Clone)]
-pub struct SharedMem {
+pub struct SharedMem<'a> {
     ptr: NonNull<u8>,
     len: usize,
+    _mem: PhantomData<&'a [u8]>,
 }
 
 // SAFETY: SharedMem is a raw window on memory that is by construction shared
 // with a concurrent peer; all accesses are volatile or atomic, so moving or
 // sharing the view across threads adds no new hazard.
-unsafe impl Send for SharedMem {}
+unsafe impl Send for SharedMem<'_> {}
 // SAFETY: as above; `&SharedMem` only allows volatile/atomic accesses.
-unsafe impl Sync for SharedMem {}
+unsafe impl Sync for SharedMem<'_> {}
+
+/// An owner of memory shared with a peer (a granted page, a mapping of the
+/// peer's page, a host test buffer): it keeps the memory mapped while it
+/// lives and hands out views that borrow it.
+pub trait MemOwner {
+    /// The view of the owned memory, valid while `self` is borrowed.
+    fn mem(&self) -> SharedMem<'_>;
+}
 
 /// Atomic accessors for one integer width at a byte offset.
 macro_rules! atomic_ops {
@@ -157,25 +224,43 @@ macro_rules! atomic_ops {
     };
 }
 
-impl SharedMem {
-    /// Creates a view over `len` bytes at `ptr`.
+impl<'a> SharedMem<'a> {
+    /// Creates a view over `len` bytes at `ptr`, valid for `'a`.
     ///
     /// # Safety
-    /// The caller guarantees that, for as long as this value or any clone or
-    /// sub-view of it exists:
-    /// * `ptr..ptr+len` is mapped, readable and writable, and not freed or
-    ///   unmapped (for a granted page: not returned to the allocator, see
-    ///   `grant_table` deferred reclaim);
+    /// The caller guarantees that, for all of `'a` (so for as long as this
+    /// value or any clone or sub-view of it exists):
+    /// * `ptr..ptr+len` stays mapped, readable and writable, and is not freed
+    ///   or unmapped (for a granted page: not returned to the allocator, see
+    ///   `grant_table` deferred reclaim). An owner that can unmap the memory
+    ///   returns views borrowing itself (`fn mem(&self) -> SharedMem<'_>`);
+    ///   `'static` is for memory mapped for the rest of the kernel's life;
     /// * `ptr` is at least 8-byte aligned (pages are 4096-aligned);
     /// * no Rust reference (`&`/`&mut`) to these bytes exists anywhere in this
-    ///   domain; all local access goes through `SharedMem`.
-    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> SharedMem {
+    ///   domain during `'a`; all local access goes through `SharedMem`.
+    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> SharedMem<'a> {
         let ptr = NonNull::new(ptr).expect("SharedMem::from_raw: null pointer");
         assert!(
             (ptr.as_ptr() as usize).is_multiple_of(8),
             "SharedMem::from_raw: pointer not 8-byte aligned"
         );
-        SharedMem { ptr, len }
+        SharedMem {
+            ptr,
+            len,
+            _mem: PhantomData,
+        }
+    }
+
+    /// A view of a buffer of this domain (a host test's stand-in for a
+    /// shared page): the exclusive borrow keeps every other access out for
+    /// as long as the view, or any clone or sub-view of it, lives. `u64`
+    /// words give the 8-byte alignment views require.
+    pub fn from_words(buf: &'a mut [u64]) -> SharedMem<'a> {
+        let len = size_of_val(buf);
+        // SAFETY: `buf` is live, readable and writable for 'a and 8-byte
+        // aligned, and the `&'a mut` borrow, given up to the view, rules out
+        // any other reference to it during 'a.
+        unsafe { SharedMem::from_raw(buf.as_mut_ptr().cast(), len) }
     }
 
     /// Length of the view in bytes.
@@ -198,7 +283,7 @@ impl SharedMem {
 
     /// A view of `len` bytes starting at `offset`, or `None` if out of range.
     /// `offset` must keep the 8-byte alignment guarantee (panics otherwise).
-    pub fn sub(&self, offset: usize, len: usize) -> Option<SharedMem> {
+    pub fn sub(&self, offset: usize, len: usize) -> Option<SharedMem<'a>> {
         let end = offset.checked_add(len)?;
         if end > self.len {
             return None;
@@ -210,7 +295,11 @@ impl SharedMem {
         // SAFETY: in bounds of our own view (checked above), and the base
         // pointer is derived from a valid view, so non-null.
         let ptr = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(offset)) };
-        Some(SharedMem { ptr, len })
+        Some(SharedMem {
+            ptr,
+            len,
+            _mem: PhantomData,
+        })
     }
 
     /// Checks `offset..offset+size` is inside the view; panics otherwise
@@ -363,13 +452,21 @@ impl SharedMem {
 }
 
 /// Host-test helper: zeroed, page-aligned heap pages standing in for a
-/// granted page. Views must not outlive the `TestPages` (tests use scoped
-/// threads for that).
+/// granted page. Views borrow the `TestPages` (threads that use them are
+/// scoped, or share the pages through an `Arc`).
 #[cfg(test)]
 pub(crate) struct TestPages {
     ptr: *mut u8,
     layout: std::alloc::Layout,
 }
+
+// SAFETY: the allocation is reached only through `SharedMem` views (volatile
+// or atomic, themselves Send and Sync) and freed by the single owner's Drop.
+#[cfg(test)]
+unsafe impl Send for TestPages {}
+// SAFETY: as above; `&TestPages` only hands out views.
+#[cfg(test)]
+unsafe impl Sync for TestPages {}
 
 #[cfg(test)]
 impl TestPages {
@@ -381,11 +478,18 @@ impl TestPages {
         TestPages { ptr, layout }
     }
 
-    /// A view of all pages. Valid while `self` lives.
-    pub(crate) fn mem(&self) -> SharedMem {
-        // SAFETY: the allocation is live until Drop, page-aligned, and no
-        // reference to it is ever created.
+    /// A view of all pages, borrowing `self`.
+    pub(crate) fn mem(&self) -> SharedMem<'_> {
+        // SAFETY: the allocation is live until Drop, which cannot run while
+        // `self` is borrowed; page-aligned; no reference to it is ever created.
         unsafe { SharedMem::from_raw(self.ptr, self.layout.size()) }
+    }
+}
+
+#[cfg(test)]
+impl MemOwner for TestPages {
+    fn mem(&self) -> SharedMem<'_> {
+        TestPages::mem(self)
     }
 }
 

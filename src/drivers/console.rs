@@ -65,9 +65,9 @@ pub fn ring_used(prod: u32, cons: u32, size: u32) -> Result<u32, ConsoleError> {
     }
 }
 
-/// The PV console driver.
-pub struct Console<E: Events> {
-    page: SharedMem,
+/// The PV console driver, over a view of the console page valid for `'a`.
+pub struct Console<'a, E: Events> {
+    page: SharedMem<'a>,
     port: u32,
     events: E,
     out_prod: u32,
@@ -80,10 +80,10 @@ pub struct Console<E: Events> {
     dropped: u64,
 }
 
-impl<E: Events> Console<E> {
+impl<'a, E: Events> Console<'a, E> {
     /// Take over the console ring in `page` (one page) with event `port`.
     /// Picks up the indices already on the page (the builder starts them at 0).
-    pub fn new(page: SharedMem, port: u32, events: E) -> Self {
+    pub fn new(page: SharedMem<'a>, port: u32, events: E) -> Self {
         assert!(page.len() >= PAGE_SIZE, "console page too small");
         let out_prod = page.load_u32(OUT_PROD);
         let in_cons = page.load_u32(IN_CONS);
@@ -275,7 +275,7 @@ impl<E: Events> Console<E> {
     }
 }
 
-impl<E: Events> fmt::Write for Console<E> {
+impl<E: Events> fmt::Write for Console<'_, E> {
     /// Never fails: output that cannot be delivered is dropped (a console
     /// error must not turn into a panic, which would print again).
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -292,15 +292,15 @@ mod tests {
     use std::vec::Vec;
 
     /// A fake xenconsoled: on every wait it consumes up to `chunk` bytes.
-    struct Backend {
-        page: SharedMem,
+    struct Backend<'a> {
+        page: SharedMem<'a>,
         chunk: u32,
         log: core::cell::RefCell<Vec<u8>>,
         notifies: Cell<u32>,
         clock: Cell<u64>,
     }
 
-    impl Backend {
+    impl Backend<'_> {
         fn drain(&self, max: u32) {
             let prod = self.page.load_u32(OUT_PROD);
             let mut cons = self.page.load_u32(OUT_CONS);
@@ -315,7 +315,7 @@ mod tests {
         }
     }
 
-    impl Events for &Backend {
+    impl Events for &Backend<'_> {
         fn notify(&self, _port: u32) {
             self.notifies.set(self.notifies.get() + 1);
         }
@@ -329,7 +329,7 @@ mod tests {
         }
     }
 
-    fn backend(pages: &TestPages, chunk: u32) -> Backend {
+    fn backend(pages: &TestPages, chunk: u32) -> Backend<'_> {
         Backend {
             page: pages.mem(),
             chunk,

@@ -162,9 +162,9 @@ pub struct FrontStats {
 
 /// The frontend: owns the ring page (initialises it), issues requests with
 /// ids `gen << log2(slots) | slot` (distinct for 2^32 requests) and checks
-/// every response against its table.
-pub struct DemoFront {
-    ring: FrontRing<DemoMsg, DemoMsg>,
+/// every response against its table. The ring view is valid for `'a`.
+pub struct DemoFront<'a> {
+    ring: FrontRing<'a, DemoMsg, DemoMsg>,
     port: u32,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -173,10 +173,10 @@ pub struct DemoFront {
     failed: Option<DemoError>,
 }
 
-impl DemoFront {
+impl<'a> DemoFront<'a> {
     /// `SHARED_RING_INIT` on `mem` (before granting it); `port` is the
     /// event channel to the backend.
-    pub fn new(mem: SharedMem, port: u32) -> Result<Self, DemoError> {
+    pub fn new(mem: SharedMem<'a>, port: u32) -> Result<Self, DemoError> {
         let ring = FrontRing::init_shared(mem)?;
         let n = ring.nr_ents();
         Ok(DemoFront {
@@ -388,20 +388,21 @@ pub enum BackEnd {
     FrontGone,
 }
 
-/// The backend: attaches to a ring the frontend initialised.
-pub struct DemoBack {
-    ring: BackRing<DemoMsg, DemoMsg>,
-    mem: SharedMem,
+/// The backend: attaches to a ring the frontend initialised. The ring view
+/// is valid for `'a`.
+pub struct DemoBack<'a> {
+    ring: BackRing<'a, DemoMsg, DemoMsg>,
+    mem: SharedMem<'a>,
     port: u32,
     alive_byte: bool,
     stats: BackStats,
     failed: Option<DemoError>,
 }
 
-impl DemoBack {
+impl<'a> DemoBack<'a> {
     /// `BACK_RING_ATTACH`. With `alive_byte`, the frontend's flag at
     /// [`ALIVE_OFFSET`] must be non-zero, and its clearing ends the service.
-    pub fn attach(mem: SharedMem, port: u32, alive_byte: bool) -> Result<Self, DemoError> {
+    pub fn attach(mem: SharedMem<'a>, port: u32, alive_byte: bool) -> Result<Self, DemoError> {
         let ring = BackRing::attach(mem.clone())?;
         Ok(DemoBack {
             ring,

@@ -59,7 +59,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::event::Events;
-use crate::shared::{mb, rmb, wmb, SharedMem, PAGE_SIZE};
+use crate::shared::{mb, rmb, wmb, MemOwner, SharedMem, PAGE_SIZE};
 use crate::xenstore::Perm;
 
 use crate::xen_abi::vchan::{
@@ -212,25 +212,25 @@ pub enum PortState {
 
 /// What the vchan endpoints need from the kernel (grant table, event
 /// channels, XenStore). The [`Events`] half carries notify/clear/wait/now.
+///
+/// Pages are owners ([`MemOwner`]): the endpoint keeps them and takes a
+/// view, which borrows the page, at each access; handing a page back
+/// ([`unshare_page`](Self::unshare_page), [`unmap_page`](Self::unmap_page))
+/// takes it by value, so no view outlives it.
 pub trait VchanEnv: Events {
     /// A page we share (kept until [`unshare_page`](Self::unshare_page)).
-    type Share;
-    /// A foreign page we mapped.
-    type Map;
+    type Share: MemOwner;
+    /// A foreign page we mapped (kept until [`unmap_page`](Self::unmap_page)).
+    type Map: MemOwner;
     /// Our own domain id.
     fn self_domid(&mut self) -> Result<u16, EnvError>;
-    /// A zeroed page granted writable to `domid`: (view, grant ref, handle).
-    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, Self::Share), EnvError>;
+    /// A zeroed page granted writable to `domid`: (grant ref, handle).
+    fn share_page(&mut self, domid: u16) -> Result<(u32, Self::Share), EnvError>;
     /// Revoke the grant; if the peer still maps the page, defer its reuse.
     fn unshare_page(&mut self, share: Self::Share);
     /// Map `gref` of `domid` (one page).
-    fn map_page(
-        &mut self,
-        domid: u16,
-        gref: u32,
-        readonly: bool,
-    ) -> Result<(SharedMem, Self::Map), EnvError>;
-    /// Unmap a page; no view of it is used afterwards.
+    fn map_page(&mut self, domid: u16, gref: u32, readonly: bool) -> Result<Self::Map, EnvError>;
+    /// Unmap a page.
     fn unmap_page(&mut self, map: Self::Map);
     /// `EVTCHNOP_alloc_unbound` for `remote`.
     fn alloc_unbound(&mut self, remote: u16) -> Result<u32, EnvError>;
@@ -318,35 +318,40 @@ pub fn check_orders(left: u16, right: u16) -> Result<(), VchanError> {
     Ok(())
 }
 
-/// A ring's bytes: one view (in-page ring) or one view per page.
+/// Where a ring's bytes are in the endpoint's pages: `seg` bytes from
+/// offset `base` of each page from `first` on. An in-page ring is one
+/// segment of the ring's size in the control page (page 0); a ring of its
+/// own is whole pages.
 struct Buf {
-    segs: Vec<SharedMem>,
+    first: usize,
+    base: usize,
     seg: usize,
 }
 
 impl Buf {
     /// Calls `f(view, offset_in_view, range_of_private_buffer)` for each
     /// page piece of `off..off+len` (no wrap: callers split at the ring end).
-    fn pieces(
+    fn pieces<P: MemOwner>(
         &self,
+        pages: &[P],
         mut off: usize,
         len: usize,
-        mut f: impl FnMut(&SharedMem, usize, core::ops::Range<usize>),
+        mut f: impl FnMut(&SharedMem<'_>, usize, core::ops::Range<usize>),
     ) {
         let mut done = 0;
         while done < len {
             let (i, o) = (off / self.seg, off % self.seg);
             let n = (len - done).min(self.seg - o);
-            f(&self.segs[i], o, done..done + n);
+            f(&pages[self.first + i].mem(), self.base + o, done..done + n);
             done += n;
             off += n;
         }
     }
-    fn copy_in(&self, off: usize, src: &[u8]) {
-        self.pieces(off, src.len(), |m, o, r| m.copy_in(o, &src[r]));
+    fn copy_in<P: MemOwner>(&self, pages: &[P], off: usize, src: &[u8]) {
+        self.pieces(pages, off, src.len(), |m, o, r| m.copy_in(o, &src[r]));
     }
-    fn copy_out(&self, off: usize, dst: &mut [u8]) {
-        self.pieces(off, dst.len(), |m, o, r| m.copy_out(o, &mut dst[r]));
+    fn copy_out<P: MemOwner>(&self, pages: &[P], off: usize, dst: &mut [u8]) {
+        self.pieces(pages, off, dst.len(), |m, o, r| m.copy_out(o, &mut dst[r]));
     }
 }
 
@@ -379,9 +384,12 @@ pub struct VchanStats {
     pub waits: u64,
 }
 
-/// The byte-stream core of one endpoint (no environment).
-pub struct Stream {
-    ctrl: SharedMem,
+/// The byte-stream core of one endpoint (no environment), over its pages
+/// `P`: the control page first, then the pages of the left ring, then
+/// those of the right ring (the order of `grants[]`). Views of them are
+/// taken at each access.
+pub struct Stream<P: MemOwner> {
+    pages: Vec<P>,
     server: bool,
     rd: Half,
     wr: Half,
@@ -391,7 +399,12 @@ pub struct Stream {
     failed: Option<VchanError>,
 }
 
-impl Stream {
+impl<P: MemOwner> Stream<P> {
+    /// The control page.
+    fn ctrl(&self) -> SharedMem<'_> {
+        self.pages[0].mem()
+    }
+
     /// Our notify byte (what *we* must signal) and the peer's.
     fn own_notify(&self) -> usize {
         if self.server {
@@ -410,7 +423,7 @@ impl Stream {
 
     /// The peer's `*_live` byte.
     pub fn peer_live(&self) -> u8 {
-        self.ctrl
+        self.ctrl()
             .load_u8(if self.server { CLI_LIVE } else { SRV_LIVE })
     }
 
@@ -442,20 +455,20 @@ impl Stream {
     }
 
     fn request_notify(&self, bit: u8) {
-        self.ctrl.fetch_or_u8(self.peer_notify(), bit);
+        self.ctrl().fetch_or_u8(self.peer_notify(), bit);
         mb();
     }
 
     /// After producing/consuming: clear our bit, `true` if the peer asked.
     fn take_notify(&self, bit: u8) -> bool {
         mb();
-        self.ctrl.fetch_and_u8(self.own_notify(), !bit) & bit != 0
+        self.ctrl().fetch_and_u8(self.own_notify(), !bit) & bit != 0
     }
 
     /// Validated bytes readable now.
     pub fn data_ready(&mut self) -> Result<u32, VchanError> {
         self.check()?;
-        let prod = self.ctrl.load_u32(self.rd.prod_off());
+        let prod = self.ctrl().load_u32(self.rd.prod_off());
         let ready = prod.wrapping_sub(self.rd_cons);
         if ready > self.rd.size {
             let e = VchanError::BadIndex {
@@ -472,7 +485,7 @@ impl Stream {
     /// Validated bytes writable now.
     pub fn buffer_space(&mut self) -> Result<u32, VchanError> {
         self.check()?;
-        let cons = self.ctrl.load_u32(self.wr.cons_off());
+        let cons = self.ctrl().load_u32(self.wr.cons_off());
         let used = self.wr_prod.wrapping_sub(cons);
         if used > self.wr.size {
             let e = VchanError::BadIndex {
@@ -503,11 +516,11 @@ impl Stream {
         let size = self.rd.size as usize;
         let idx = (self.rd_cons & (self.rd.size - 1)) as usize;
         let first = n.min(size - idx);
-        self.rd.buf.copy_out(idx, &mut dst[..first]);
-        self.rd.buf.copy_out(0, &mut dst[first..n]);
+        self.rd.buf.copy_out(&self.pages, idx, &mut dst[..first]);
+        self.rd.buf.copy_out(&self.pages, 0, &mut dst[first..n]);
         mb(); // consume, then publish
         self.rd_cons = self.rd_cons.wrapping_add(n as u32);
-        self.ctrl.store_u32(self.rd.cons_off(), self.rd_cons);
+        self.ctrl().store_u32(self.rd.cons_off(), self.rd_cons);
         self.stats.bytes_read += n as u64;
         Ok((n, self.take_notify(NOTIFY_READ)))
     }
@@ -528,11 +541,11 @@ impl Stream {
         let size = self.wr.size as usize;
         let idx = (self.wr_prod & (self.wr.size - 1)) as usize;
         let first = n.min(size - idx);
-        self.wr.buf.copy_in(idx, &src[..first]);
-        self.wr.buf.copy_in(0, &src[first..n]);
+        self.wr.buf.copy_in(&self.pages, idx, &src[..first]);
+        self.wr.buf.copy_in(&self.pages, 0, &src[first..n]);
         wmb(); // data, then index
         self.wr_prod = self.wr_prod.wrapping_add(n as u32);
-        self.ctrl.store_u32(self.wr.prod_off(), self.wr_prod);
+        self.ctrl().store_u32(self.wr.prod_off(), self.wr_prod);
         self.stats.bytes_written += n as u64;
         Ok((n, self.take_notify(NOTIFY_WRITE)))
     }
@@ -543,10 +556,30 @@ impl Stream {
     }
 }
 
-/// Server- or client-owned resources.
-enum Owned<E: VchanEnv> {
-    Server { shares: Vec<E::Share>, path: String },
-    Client { maps: Vec<E::Map> },
+/// A page of an endpoint: shared by us (server) or the peer's, mapped
+/// (client).
+pub enum VchanPage<E: VchanEnv> {
+    /// Granted by us to the peer.
+    Shared(E::Share),
+    /// Granted by the peer, mapped.
+    Mapped(E::Map),
+}
+
+impl<E: VchanEnv> MemOwner for VchanPage<E> {
+    fn mem(&self) -> SharedMem<'_> {
+        match self {
+            VchanPage::Shared(s) => s.mem(),
+            VchanPage::Mapped(m) => m.mem(),
+        }
+    }
+}
+
+/// Gives `page` back to the environment (revoke, or unmap).
+fn release<E: VchanEnv>(env: &mut E, page: VchanPage<E>) {
+    match page {
+        VchanPage::Shared(s) => env.unshare_page(s),
+        VchanPage::Mapped(m) => env.unmap_page(m),
+    }
 }
 
 /// What the port probes learned about the peer.
@@ -564,9 +597,10 @@ enum Peer {
 /// One vchan endpoint over an environment.
 pub struct Vchan<E: VchanEnv> {
     env: E,
-    stream: Stream,
+    stream: Stream<VchanPage<E>>,
     port: u32,
-    owned: Owned<E>,
+    /// Server: the XenStore directory it published.
+    path: Option<String>,
     peer: Peer,
 }
 
@@ -582,29 +616,30 @@ fn parse_key(key: &'static str, v: &[u8]) -> Result<u32, VchanError> {
     }
 }
 
-/// Builds the two halves from the orders and the pages of each ring.
-fn halves(
-    ctrl: &SharedMem,
-    server: bool,
-    left: (u16, Vec<SharedMem>),
-    right: (u16, Vec<SharedMem>),
-) -> (Half, Half) {
-    let mk = |shr: usize, (order, pages): (u16, Vec<SharedMem>)| {
+/// Builds the two halves from the (validated) orders, over pages laid
+/// out as [`Stream`] keeps them.
+fn halves(server: bool, left: u16, right: u16) -> (Half, Half) {
+    let mk = |shr: usize, order: u16, first: usize| {
         let size = 1u32 << order;
         let buf = match in_page_offset(order) {
-            Some(off) => Buf {
-                segs: alloc::vec![ctrl.sub(off, size as usize).expect("in-page ring")],
-                seg: size as usize,
-            },
+            Some(base) => {
+                assert!(base + size as usize <= PAGE_SIZE, "in-page ring");
+                Buf {
+                    first: 0,
+                    base,
+                    seg: size as usize,
+                }
+            }
             None => Buf {
-                segs: pages,
+                first,
+                base: 0,
                 seg: PAGE_SIZE,
             },
         };
         Half { shr, size, buf }
     };
-    let l = mk(LEFT, left);
-    let r = mk(RIGHT, right);
+    let l = mk(LEFT, left, 1);
+    let r = mk(RIGHT, right, 1 + ring_pages(left));
     if server {
         (l, r) // server reads left, writes right
     } else {
@@ -639,13 +674,12 @@ impl<E: VchanEnv> Vchan<E> {
             Ok(p) => p,
             Err(e) => return Err((env, e.into())),
         };
-        let mut shares = Vec::new();
-        let r = Self::server_pages(&mut env, client, lo, ro, &mut shares);
-        let (ctrl, gref, lp, rp) = match r {
-            Ok(x) => x,
+        let mut pages = Vec::new();
+        let gref = match Self::server_pages(&mut env, client, lo, ro, &mut pages) {
+            Ok(g) => g,
             Err(e) => {
-                for s in shares {
-                    env.unshare_page(s);
+                for p in pages {
+                    release(&mut env, p);
                 }
                 env.close_port(port);
                 return Err((env, e));
@@ -655,17 +689,17 @@ impl<E: VchanEnv> Vchan<E> {
         let (rr, ec) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
         let (gs, ps) = (format!("{gref}"), format!("{port}"));
         if let Err(e) = env.xs_publish(&[(&rr, &gs), (&ec, &ps)], &perms) {
-            for s in shares {
-                env.unshare_page(s);
+            for p in pages {
+                release(&mut env, p);
             }
             env.close_port(port);
             return Err((env, e.into()));
         }
-        let (rd, wr) = halves(&ctrl, true, (lo, lp), (ro, rp));
+        let (rd, wr) = halves(true, lo, ro);
         Ok(Vchan {
             env,
             stream: Stream {
-                ctrl,
+                pages,
                 server: true,
                 rd,
                 wr,
@@ -675,43 +709,39 @@ impl<E: VchanEnv> Vchan<E> {
                 failed: None,
             },
             port,
-            owned: Owned::Server {
-                shares,
-                path: path.into(),
-            },
+            path: Some(path.into()),
             peer: Peer::NotYet,
         })
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Shares the control page and the rings' pages into `pages` (in
+    /// [`Stream`] order) and fills in the control page; its grant ref.
     fn server_pages(
         env: &mut E,
         client: u16,
         lo: u16,
         ro: u16,
-        shares: &mut Vec<E::Share>,
-    ) -> Result<(SharedMem, u32, Vec<SharedMem>, Vec<SharedMem>), VchanError> {
-        let (ctrl, gref, s) = env.share_page(client)?;
-        shares.push(s);
-        ctrl.fill(0, PAGE_SIZE, 0);
-        let mut lists = [Vec::new(), Vec::new()];
+        pages: &mut Vec<VchanPage<E>>,
+    ) -> Result<u32, VchanError> {
+        let (gref, s) = env.share_page(client)?;
+        pages.push(VchanPage::Shared(s));
+        pages[0].mem().fill(0, PAGE_SIZE, 0);
         let mut gi = 0;
-        for (k, order) in [lo, ro].into_iter().enumerate() {
+        for order in [lo, ro] {
             for _ in 0..ring_pages(order) {
-                let (m, g, s) = env.share_page(client)?;
-                shares.push(s);
-                ctrl.write(GRANTS + GRANT_SIZE * gi, g);
+                let (g, s) = env.share_page(client)?;
+                pages.push(VchanPage::Shared(s));
+                pages[0].mem().write(GRANTS + GRANT_SIZE * gi, g);
                 gi += 1;
-                lists[k].push(m);
             }
         }
+        let ctrl = pages[0].mem();
         ctrl.store_u16(LEFT_ORDER, lo);
         ctrl.store_u16(RIGHT_ORDER, ro);
         ctrl.store_u8(CLI_LIVE, LIVE_NOT_YET);
         ctrl.store_u8(SRV_LIVE, LIVE_CONNECTED);
         ctrl.store_u8(CLI_NOTIFY, NOTIFY_WRITE);
-        let [lp, rp] = lists;
-        Ok((ctrl, gref, lp, rp))
+        Ok(gref)
     }
 
     /// `libxenvchan_client_init`: connect to the server `server` that
@@ -736,10 +766,11 @@ impl<E: VchanEnv> Vchan<E> {
             Ok(p) => p,
             Err(e) => return Err((env, e.into())),
         };
-        let mut maps = Vec::new();
-        match Self::client_pages(&mut env, server, gref, &mut maps) {
-            Ok((ctrl, lo, lp, ro, rp)) => {
-                let (rd, wr) = halves(&ctrl, false, (lo, lp), (ro, rp));
+        let mut pages = Vec::new();
+        match Self::client_pages(&mut env, server, gref, &mut pages) {
+            Ok((lo, ro)) => {
+                let (rd, wr) = halves(false, lo, ro);
+                let ctrl = pages[0].mem();
                 // Pick up the indices (a persistent server may have
                 // served an earlier client).
                 let rd_cons = ctrl.load_u32(rd.cons_off());
@@ -751,7 +782,7 @@ impl<E: VchanEnv> Vchan<E> {
                 Ok(Vchan {
                     env,
                     stream: Stream {
-                        ctrl,
+                        pages,
                         server: false,
                         rd,
                         wr,
@@ -761,14 +792,14 @@ impl<E: VchanEnv> Vchan<E> {
                         failed: None,
                     },
                     port,
-                    owned: Owned::Client { maps },
+                    path: None,
                     // Bound: the server's port was there.
                     peer: Peer::Seen,
                 })
             }
             Err(e) => {
-                for m in maps.into_iter().rev() {
-                    env.unmap_page(m);
+                for p in pages.into_iter().rev() {
+                    release(&mut env, p);
                 }
                 env.close_port(port);
                 Err((env, e))
@@ -776,36 +807,34 @@ impl<E: VchanEnv> Vchan<E> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Maps the control page and the rings' pages into `pages` (in
+    /// [`Stream`] order); the validated (left, right) orders.
     fn client_pages(
         env: &mut E,
         server: u16,
         gref: u32,
-        maps: &mut Vec<E::Map>,
-    ) -> Result<(SharedMem, u16, Vec<SharedMem>, u16, Vec<SharedMem>), VchanError> {
-        let (ctrl, m) = env.map_page(server, gref, false)?;
-        maps.push(m);
-        let lo = ctrl.load_u16(LEFT_ORDER);
-        let ro = ctrl.load_u16(RIGHT_ORDER);
+        pages: &mut Vec<VchanPage<E>>,
+    ) -> Result<(u16, u16), VchanError> {
+        let m = env.map_page(server, gref, false)?;
+        pages.push(VchanPage::Mapped(m));
+        let lo = pages[0].mem().load_u16(LEFT_ORDER);
+        let ro = pages[0].mem().load_u16(RIGHT_ORDER);
         check_orders(lo, ro)?;
         let mut gi = 0;
-        let mut lists = [Vec::new(), Vec::new()];
         for (k, order) in [lo, ro].into_iter().enumerate() {
             for _ in 0..ring_pages(order) {
-                let g: u32 = ctrl.read(GRANTS + GRANT_SIZE * gi);
+                let g: u32 = pages[0].mem().read(GRANTS + GRANT_SIZE * gi);
                 gi += 1;
                 // The client writes left (RW), reads right (RO).
-                let (v, m) = env.map_page(server, g, k == 1)?;
-                maps.push(m);
-                lists[k].push(v);
+                let m = env.map_page(server, g, k == 1)?;
+                pages.push(VchanPage::Mapped(m));
             }
         }
-        let [lp, rp] = lists;
-        Ok((ctrl, lo, lp, ro, rp))
+        Ok((lo, ro))
     }
 
     /// The byte-stream core (counters, non-blocking I/O).
-    pub fn stream(&mut self) -> &mut Stream {
+    pub fn stream(&mut self) -> &mut Stream<VchanPage<E>> {
         &mut self.stream
     }
 
@@ -1072,24 +1101,24 @@ impl<E: VchanEnv> Vchan<E> {
             mut env,
             stream,
             port,
-            owned,
+            path,
             peer: _,
         } = self;
         let own_live = if stream.server { SRV_LIVE } else { CLI_LIVE };
-        stream.ctrl.store_u8(own_live, LIVE_EXITED);
+        stream.ctrl().store_u8(own_live, LIVE_EXITED);
         mb();
-        drop(stream); // no view is used past this point
-        match owned {
-            Owned::Server { shares, path } => {
+        let pages = stream.pages.into_iter().rev();
+        match path {
+            Some(path) => {
                 env.xs_rm(&path);
                 env.notify(port);
-                for s in shares.into_iter().rev() {
-                    env.unshare_page(s);
+                for p in pages {
+                    release(&mut env, p);
                 }
             }
-            Owned::Client { maps } => {
-                for m in maps.into_iter().rev() {
-                    env.unmap_page(m);
+            None => {
+                for p in pages {
+                    release(&mut env, p);
                 }
                 env.notify(port);
             }

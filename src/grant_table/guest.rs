@@ -25,7 +25,7 @@ use super::table::{
 };
 use crate::hypercall::{self, Errno};
 use crate::mm::{self, MmError, SharedPage};
-use crate::shared::{SharedMem, PAGE_SIZE};
+use crate::shared::{MemOwner, SharedMem, PAGE_SIZE};
 
 /// Frames set up at init (more are added one at a time on demand).
 const INITIAL_FRAMES: u32 = 1;
@@ -39,12 +39,12 @@ pub struct PvBackend {
     pub last_error: Option<GnttabError>,
 }
 
-impl GrantBackend for PvBackend {
+impl GrantBackend<'static> for PvBackend {
     fn max_frames(&self) -> u32 {
         self.max_frames
     }
 
-    fn grow(&mut self, old: u32, new: u32) -> Result<Vec<SharedMem>, GrantError> {
+    fn grow(&mut self, old: u32, new: u32) -> Result<Vec<SharedMem<'static>>, GrantError> {
         let mut mfns = vec![0u64; new as usize];
         let fail = |this: &mut Self, e: GnttabError, code: i32| {
             this.last_error = Some(e);
@@ -141,7 +141,7 @@ impl From<GrantError> for GnttabError {
     }
 }
 
-type Table = GrantTable<PvBackend, SharedPage>;
+type Table = GrantTable<'static, PvBackend, SharedPage>;
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
@@ -248,8 +248,19 @@ impl Grant {
         self.page.as_ref().expect("live grant has its page")
     }
 
+    /// The volatile view of the granted page; it borrows the grant.
+    pub fn mem(&self) -> SharedMem<'_> {
+        self.page().mem()
+    }
+
     fn take_page(&mut self) -> SharedPage {
         self.page.take().expect("live grant has its page")
+    }
+}
+
+impl MemOwner for Grant {
+    fn mem(&self) -> SharedMem<'_> {
+        Grant::mem(self)
     }
 }
 
@@ -369,10 +380,12 @@ pub fn map_grant(
 }
 
 impl ForeignMapping {
-    /// The volatile view of the peer's page.
-    pub fn mem(&self) -> SharedMem {
+    /// The volatile view of the peer's page; it borrows the mapping, so
+    /// [`unmap`] (which takes the mapping) cannot run while a view is used.
+    pub fn mem(&self) -> SharedMem<'_> {
         // SAFETY: `va` maps the granted frame until `unmap`/drop, which
-        // consume the mapping; accesses are volatile only.
+        // consume the mapping and so cannot run while it is borrowed for
+        // the view; accesses are volatile only.
         unsafe { SharedMem::from_raw(self.va as *mut u8, PAGE_SIZE) }
     }
     /// Where the page is mapped (our virtual address).
@@ -397,7 +410,7 @@ impl ForeignMapping {
             return Ok(());
         }
         if mm::foreign_is_physical() {
-            // SAFETY: as below: callers no longer use the views.
+            // SAFETY: as below: no view of the page is alive.
             unsafe { mm::unmap_va(self.va) }.map_err(GnttabError::Mm)?;
         }
         let mut op = GnttabUnmapGrantRef {
@@ -406,12 +419,19 @@ impl ForeignMapping {
             ..Default::default()
         };
         // SAFETY: only SharedMem views (volatile, no references) reach the
-        // page; callers must not use them after unmapping.
+        // page, and they borrow the mapping, which `unmap` and drop take:
+        // none is alive here.
         unsafe { hypercall::gnttab_unmap_grant_ref(&mut op) }.map_err(GnttabError::Hypercall)?;
         GntStatusError::check(op.status).map_err(GnttabError::Status)?;
         self.live = false;
         mm::vmap_release(self.va);
         Ok(())
+    }
+}
+
+impl MemOwner for ForeignMapping {
+    fn mem(&self) -> SharedMem<'_> {
+        ForeignMapping::mem(self)
     }
 }
 

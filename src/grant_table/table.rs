@@ -118,8 +118,9 @@ pub enum GrantError {
     BadFrameView,
 }
 
-/// The kernel side of the grant table: supplies mapped table frames.
-pub trait GrantBackend {
+/// The kernel side of the grant table: supplies mapped table frames, as
+/// views valid for `'a` (the kernel's frames stay mapped: `'static`).
+pub trait GrantBackend<'a> {
     /// Upper bound on table frames (`gnttab_query_size.max_nr_frames`).
     fn max_frames(&self) -> u32;
     /// Make table frames `old_nr_frames..new_nr_frames` available (PV:
@@ -130,7 +131,7 @@ pub trait GrantBackend {
         &mut self,
         old_nr_frames: u32,
         new_nr_frames: u32,
-    ) -> Result<Vec<SharedMem>, GrantError>;
+    ) -> Result<Vec<SharedMem<'a>>, GrantError>;
 }
 
 /// Outcome of [`GrantTable::revoke_or_defer`].
@@ -153,9 +154,9 @@ enum Slot {
 
 /// Grant table v1 with its own free list. `P` is the caller's page token
 /// (e.g. a page handle) held on the deferred-reclaim list.
-pub struct GrantTable<B: GrantBackend, P = ()> {
+pub struct GrantTable<'a, B: GrantBackend<'a>, P = ()> {
     backend: B,
-    frames: Vec<SharedMem>,
+    frames: Vec<SharedMem<'a>>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     deferred: Vec<(GrantRef, P)>,
@@ -166,7 +167,7 @@ pub struct GrantTable<B: GrantBackend, P = ()> {
 /// a peer flipping bits forever cannot hang us).
 const END_ACCESS_RETRIES: usize = 16;
 
-impl<B: GrantBackend, P> GrantTable<B, P> {
+impl<'a, B: GrantBackend<'a>, P> GrantTable<'a, B, P> {
     /// Creates the table with `initial_frames` frames (≥ 1).
     pub fn new(backend: B, initial_frames: u32) -> Result<Self, GrantError> {
         let mut t = GrantTable {
@@ -241,7 +242,7 @@ impl<B: GrantBackend, P> GrantTable<B, P> {
         Ok(())
     }
 
-    fn entry(&self, r: GrantRef) -> (&SharedMem, usize) {
+    fn entry(&self, r: GrantRef) -> (&SharedMem<'a>, usize) {
         let f = (r.0 / ENTRIES_PER_FRAME) as usize;
         let off = (r.0 % ENTRIES_PER_FRAME) as usize * GRANT_ENTRY_SIZE;
         (&self.frames[f], off)
@@ -564,11 +565,11 @@ mod tests {
         }
     }
 
-    impl GrantBackend for FakeXen<'_> {
+    impl<'a> GrantBackend<'a> for FakeXen<'a> {
         fn max_frames(&self) -> u32 {
             self.pages.len() as u32
         }
-        fn grow(&mut self, old: u32, new: u32) -> Result<Vec<SharedMem>, GrantError> {
+        fn grow(&mut self, old: u32, new: u32) -> Result<Vec<SharedMem<'a>>, GrantError> {
             assert!(new <= self.max_frames() && old < new);
             self.grows += 1;
             Ok(self.pages[old as usize..new as usize]
@@ -578,7 +579,7 @@ mod tests {
         }
     }
 
-    fn entry(pages: &[TestPages], r: GrantRef) -> (SharedMem, usize) {
+    fn entry(pages: &[TestPages], r: GrantRef) -> (SharedMem<'_>, usize) {
         let m = pages[(r.0 / ENTRIES_PER_FRAME) as usize].mem();
         (m, (r.0 % ENTRIES_PER_FRAME) as usize * GRANT_ENTRY_SIZE)
     }
@@ -725,16 +726,16 @@ mod tests {
     fn cas_race_with_xen() {
         let pages = TestPages::new(1);
         let m = pages.mem();
-        struct One(Option<SharedMem>);
-        impl GrantBackend for One {
+        struct One<'a>(Option<SharedMem<'a>>);
+        impl<'a> GrantBackend<'a> for One<'a> {
             fn max_frames(&self) -> u32 {
                 1
             }
-            fn grow(&mut self, _: u32, _: u32) -> Result<Vec<SharedMem>, GrantError> {
+            fn grow(&mut self, _: u32, _: u32) -> Result<Vec<SharedMem<'a>>, GrantError> {
                 Ok(vec![self.0.take().unwrap()])
             }
         }
-        let mut t: GrantTable<One, u32> = GrantTable::new(One(Some(m.clone())), 1).unwrap();
+        let mut t: GrantTable<One<'_>, u32> = GrantTable::new(One(Some(m.clone())), 1).unwrap();
         let r = t.grant_access(0, 5, false).unwrap();
         let off = r.0 as usize * GRANT_ENTRY_SIZE + FLAGS;
         // Simulate the race on the primitive used by try_end: the flags we

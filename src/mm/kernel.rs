@@ -13,7 +13,7 @@ use super::MmError;
 use crate::arch::x86_64::pv::mm::PvMm;
 use crate::arch::x86_64::pvh::mm as pvh;
 use crate::heap;
-use crate::shared::{SharedMem, PAGE_SIZE};
+use crate::shared::{MemOwner, SharedMem, PAGE_SIZE};
 use crate::xen_abi::start_info::StartInfo;
 
 static PV: Once<PvMm> = Once::new();
@@ -279,16 +279,23 @@ impl SharedPage {
         self.0.va()
     }
 
-    /// The volatile view of the page.
-    pub fn mem(&self) -> SharedMem {
+    /// The volatile view of the page; it borrows this handle.
+    pub fn mem(&self) -> SharedMem<'_> {
         // SAFETY: the frame stays mapped RW at va() and allocated while any
-        // handle exists; no `&`/`&mut` to it exists after `from_page`.
+        // handle exists, and this one is borrowed for the view's lifetime;
+        // no `&`/`&mut` to it exists after `from_page`.
         unsafe { SharedMem::from_raw(self.va() as *mut u8, PAGE_SIZE) }
     }
 
     /// Handles to this page (grants hold one each).
     pub fn handles(&self) -> usize {
         Arc::strong_count(&self.0)
+    }
+}
+
+impl MemOwner for SharedPage {
+    fn mem(&self) -> SharedMem<'_> {
+        SharedPage::mem(self)
     }
 }
 

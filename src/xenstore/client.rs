@@ -60,9 +60,10 @@ pub trait XsTransport {
     fn wait(&mut self, deadline_ns: u64);
 }
 
-/// A synchronous XenStore client (one request in flight at a time).
-pub struct XenStore<T: XsTransport> {
-    ring: XsRing,
+/// A synchronous XenStore client (one request in flight at a time), over
+/// a view of the interface page valid for `'a`.
+pub struct XenStore<'a, T: XsTransport> {
+    ring: XsRing<'a>,
     transport: T,
     decoder: Decoder,
     next_req_id: u32,
@@ -80,9 +81,9 @@ pub struct XenStore<T: XsTransport> {
     broken: Option<Broken>,
 }
 
-impl<T: XsTransport> XenStore<T> {
+impl<'a, T: XsTransport> XenStore<'a, T> {
     /// A client over the interface page.
-    pub fn new(mem: SharedMem, transport: T) -> Result<Self, Error> {
+    pub fn new(mem: SharedMem<'a>, transport: T) -> Result<Self, Error> {
         Ok(XenStore {
             ring: XsRing::new(mem)?,
             transport,

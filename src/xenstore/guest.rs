@@ -84,7 +84,7 @@ pub fn wait_event(deadline_ns: u64) -> Result<(), StoreError> {
 }
 
 /// The kernel's XenStore client: the pure client over the event channel.
-pub type Client = XenStore<EvtchnTransport>;
+pub type Client = XenStore<'static, EvtchnTransport>;
 
 static STORE: Mutex<Option<Client>> = Mutex::new(None);
 
@@ -123,8 +123,8 @@ pub fn init(ring: Option<RingPage>) -> Result<(), StoreError> {
     let mut g = STORE.lock();
     if g.is_none() {
         // SAFETY: the entry path found the store page in the start-of-day
-        // mapping; it is shared with xenstored only and reached only via
-        // this SharedMem.
+        // mapping, which stays for the life of the kernel ('static); it is
+        // shared with xenstored only and reached only via this SharedMem.
         let mem = unsafe { SharedMem::from_raw(ring.va as *mut u8, PAGE_SIZE) };
         let t = EvtchnTransport {
             port: ring.port,

@@ -8,9 +8,10 @@ use crate::shared::{mb, rmb, wmb, SharedMem};
 use crate::xen_abi::xs_wire;
 pub use crate::xen_abi::xs_wire::XENSTORE_RING_SIZE;
 
-/// The guest side of the XenStore interface page.
-pub struct XsRing {
-    mem: SharedMem,
+/// The guest side of the XenStore interface page, over a view valid for
+/// `'a`.
+pub struct XsRing<'a> {
+    mem: SharedMem<'a>,
 }
 
 /// `MASK_XENSTORE_IDX`.
@@ -18,10 +19,10 @@ pub(super) fn mask(i: u32) -> usize {
     (i as usize) & (XENSTORE_RING_SIZE - 1)
 }
 
-impl XsRing {
+impl<'a> XsRing<'a> {
     /// Wraps the interface page (PV `start_info.store_mfn`, PVH
     /// `HVM_PARAM_STORE_PFN`).
-    pub fn new(mem: SharedMem) -> Result<XsRing, Error> {
+    pub fn new(mem: SharedMem<'a>) -> Result<XsRing<'a>, Error> {
         if mem.len() < xs_wire::INTERFACE_SIZE {
             return Err(Error::BadRingPage);
         }

@@ -290,11 +290,11 @@ fn split_delivery() {
 // ------------------------------------------------------------------- ring
 
 /// Server-side view of the interface page, for fakes.
-struct ServerSide {
-    mem: SharedMem,
+struct ServerSide<'a> {
+    mem: SharedMem<'a>,
 }
 
-impl ServerSide {
+impl ServerSide<'_> {
     fn read_requests(&self, out: &mut Vec<u8>) -> usize {
         let prod = self.mem.load_u32(xs_wire::REQ_PROD);
         let cons = self.mem.load_u32(xs_wire::REQ_CONS);
@@ -382,19 +382,19 @@ fn byte_ring_wraps_and_validates() {
 /// Transport for scripted tests: `answer`ed bytes appear in the reply ring
 /// at the next notify (the one that sends the request); nothing else ever
 /// arrives, so every wait lasts until the deadline (fake clock).
-struct NoPeer {
+struct NoPeer<'a> {
     notifies: u32,
-    srv: ServerSide,
+    srv: ServerSide<'a>,
     queued: Vec<u8>,
     now: u64,
 }
-impl NoPeer {
+impl NoPeer<'_> {
     /// The reply (or other bytes) xenstored sends once it is notified.
     fn answer(&mut self, bytes: &[u8]) {
         self.queued.extend_from_slice(bytes);
     }
 }
-impl XsTransport for NoPeer {
+impl XsTransport for NoPeer<'_> {
     fn notify(&mut self) {
         self.notifies += 1;
         let n = self.srv.write_responses(&self.queued, usize::MAX);
@@ -411,8 +411,7 @@ impl XsTransport for NoPeer {
     }
 }
 
-fn scripted(start: u32) -> (TestPages, XenStore<NoPeer>) {
-    let page = TestPages::new(1);
+fn scripted(page: &TestPages, start: u32) -> XenStore<'_, NoPeer<'_>> {
     ServerSide { mem: page.mem() }.set_indices(start);
     let peer = NoPeer {
         notifies: 0,
@@ -420,8 +419,7 @@ fn scripted(start: u32) -> (TestPages, XenStore<NoPeer>) {
         queued: Vec::new(),
         now: 0,
     };
-    let xs = XenStore::new(page.mem(), peer).unwrap();
-    (page, xs)
+    XenStore::new(page.mem(), peer).unwrap()
 }
 
 fn seed(page: &TestPages, bytes: &[u8]) {
@@ -431,7 +429,8 @@ fn seed(page: &TestPages, bytes: &[u8]) {
 
 #[test]
 fn scripted_reply_matching_and_interleaved_events() {
-    let (page, mut xs) = scripted(u32::MAX - 20);
+    let page = TestPages::new(1);
+    let mut xs = scripted(&page, u32::MAX - 20);
     // A watch event arrives before the reply to request 1.
     let mut s = msg(MsgType::WatchEvent, 0, b"/w\0t1\0");
     s.extend(msg(MsgType::Read, 1, b"v1"));
@@ -500,7 +499,8 @@ fn scripted_reply_matching_and_interleaved_events() {
 
 #[test]
 fn scripted_timeout_then_late_reply_is_discarded() {
-    let (_page, mut xs) = scripted(0);
+    let page = TestPages::new(1);
+    let mut xs = scripted(&page, 0);
     assert_eq!(xs.read(TxId::NONE, "/slow"), Err(Error::Timeout));
     let mut s = msg(MsgType::Read, 1, b"late");
     s.extend(msg(MsgType::Read, 2, b"fresh"));
@@ -511,7 +511,8 @@ fn scripted_timeout_then_late_reply_is_discarded() {
 
 #[test]
 fn scripted_framing_errors() {
-    let (page, mut xs) = scripted(7);
+    let page = TestPages::new(1);
+    let mut xs = scripted(&page, 7);
     seed(
         &page,
         &Header {
@@ -527,7 +528,8 @@ fn scripted_framing_errors() {
     seed(&page, &msg(MsgType::Read, 2, b"x"));
     assert_eq!(xs.read(TxId::NONE, "/k"), broken);
 
-    let (page, mut xs) = scripted(7);
+    let page = TestPages::new(1);
+    let mut xs = scripted(&page, 7);
     let m = page.mem();
     m.store_u32(xs_wire::RSP_PROD, 7 + 2000);
     assert!(matches!(
@@ -535,7 +537,8 @@ fn scripted_framing_errors() {
         Err(Error::BadRingIndex { .. })
     ));
     // Truncated reply: header promises more than ever arrives.
-    let (_page, mut xs) = scripted(7);
+    let page = TestPages::new(1);
+    let mut xs = scripted(&page, 7);
     xs.transport_mut()
         .answer(&msg(MsgType::Read, 1, b"abcdef")[..19]);
     assert_eq!(xs.read(TxId::NONE, "/k"), Err(Error::Timeout));
@@ -551,8 +554,8 @@ type TxOp = (String, Option<Vec<u8>>);
 /// A small xenstored: in-memory tree, relative paths under
 /// /local/domain/7, transactions (commits fail with EAGAIN `eagain` times),
 /// watches. Writes its replies a few bytes at a time.
-struct FakeXenstored {
-    srv: ServerSide,
+struct FakeXenstored<'a> {
+    srv: ServerSide<'a>,
     tree: BTreeMap<String, Vec<u8>>,
     perms: BTreeMap<String, Vec<u8>>,
     txs: BTreeMap<u32, Vec<TxOp>>,
@@ -564,8 +567,8 @@ struct FakeXenstored {
     chunk: usize,
 }
 
-impl FakeXenstored {
-    fn new(mem: SharedMem, chunk: usize) -> FakeXenstored {
+impl<'a> FakeXenstored<'a> {
+    fn new(mem: SharedMem<'a>, chunk: usize) -> FakeXenstored<'a> {
         FakeXenstored {
             srv: ServerSide { mem },
             tree: BTreeMap::new(),
@@ -766,7 +769,7 @@ impl XsTransport for Yield {
 fn with_fake(
     eagain: u32,
     chunk: usize,
-    f: impl FnOnce(&mut XenStore<Yield>, &std::sync::atomic::AtomicU32),
+    f: impl FnOnce(&mut XenStore<'_, Yield>, &std::sync::atomic::AtomicU32),
 ) {
     let page = TestPages::new(1);
     ServerSide { mem: page.mem() }.set_indices(u32::MAX - 300);
@@ -955,15 +958,15 @@ struct Faults {
 /// runs one round per notify or wait, with [`Faults`], on a fake clock
 /// (`ROUND_NS` per round; a wait with nothing to deliver lasts until the
 /// caller's deadline). Single-threaded, so every run is the same.
-struct Dom0 {
-    xsd: FakeXenstored,
+struct Dom0<'a> {
+    xsd: FakeXenstored<'a>,
     faults: Faults,
     held: Vec<u8>,
     now: u64,
     rounds: u64,
 }
 
-impl Dom0 {
+impl Dom0<'_> {
     /// One round; whether the store port fired.
     fn round(&mut self) -> bool {
         self.rounds += 1;
@@ -1032,7 +1035,7 @@ impl Dom0 {
     }
 }
 
-impl XsTransport for Dom0 {
+impl XsTransport for Dom0<'_> {
     fn notify(&mut self) {
         self.round();
     }
@@ -1050,8 +1053,7 @@ impl XsTransport for Dom0 {
     }
 }
 
-fn dom0() -> (TestPages, XenStore<Dom0>) {
-    let page = TestPages::new(1);
+fn dom0(page: &TestPages) -> XenStore<'_, Dom0<'_>> {
     ServerSide { mem: page.mem() }.set_indices(u32::MAX - 100);
     let d = Dom0 {
         xsd: FakeXenstored::new(page.mem(), usize::MAX),
@@ -1065,11 +1067,14 @@ fn dom0() -> (TestPages, XenStore<Dom0>) {
         xs.transport_mut()
             .set(&format!("/{k}"), format!("v{k}").as_bytes());
     }
-    (page, xs)
+    xs
 }
 
 /// Runs `f` and checks it ended within the request limit (fake clock).
-fn within_limit<R>(xs: &mut XenStore<Dom0>, f: impl FnOnce(&mut XenStore<Dom0>) -> R) -> R {
+fn within_limit<'a, R>(
+    xs: &mut XenStore<'a, Dom0<'a>>,
+    f: impl FnOnce(&mut XenStore<'a, Dom0<'a>>) -> R,
+) -> R {
     let t0 = xs.transport().now;
     let r = f(xs);
     let took = xs.transport().now - t0;
@@ -1084,7 +1089,8 @@ fn within_limit<R>(xs: &mut XenStore<Dom0>, f: impl FnOnce(&mut XenStore<Dom0>) 
 
 #[test]
 fn stray_two_timeouts_then_late_replies() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.withhold = 2;
     assert_eq!(xs.read(n, "/a"), Err(Error::Timeout));
@@ -1101,7 +1107,8 @@ fn stray_two_timeouts_then_late_replies() {
 
 #[test]
 fn stray_duplicated_reply() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.duplicate = 1;
     for k in ["a", "b", "c"] {
@@ -1117,7 +1124,8 @@ fn stray_duplicated_reply() {
 
 #[test]
 fn stray_unsolicited_replies() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     // Slipped in while a request waits: neither is its reply.
     xs.transport_mut().faults.unsolicited = vec![
@@ -1142,7 +1150,8 @@ fn stray_unsolicited_replies() {
 
 #[test]
 fn deadline_trickled_reply() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     let big = vec![b'x'; 3000];
     xs.transport_mut().set("/big", &big);
@@ -1160,7 +1169,8 @@ fn deadline_trickled_reply() {
 
 #[test]
 fn deadline_kicking_dom0() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.withhold = 1;
     xs.transport_mut().faults.kick = true;
@@ -1185,7 +1195,8 @@ fn deadline_kicking_dom0() {
 
 #[test]
 fn deadline_watch_flood() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.withhold = 1;
     xs.transport_mut().faults.flood = true;
@@ -1212,7 +1223,8 @@ fn deadline_watch_flood() {
 
 #[test]
 fn framing_malformed_watch_event_is_skipped() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.unsolicited = vec![
         msg(MsgType::WatchEvent, 0, b"no-token"),
@@ -1232,7 +1244,8 @@ fn framing_malformed_watch_event_is_skipped() {
 
 #[test]
 fn framing_many_replies_in_one_read() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.unsolicited = (0..12)
         .map(|i| msg(MsgType::Read, 1000 + i, b"x"))
@@ -1254,7 +1267,8 @@ fn framing_error_breaks_client() {
         (header(2, 5000), Broken::Oversized { len: 5000 }),
         (header(20, 2), Broken::BadType(20)),
     ] {
-        let (_page, mut xs) = dom0();
+        let page = TestPages::new(1);
+        let mut xs = dom0(&page);
         let n = TxId::NONE;
         let mut s = bad.to_bytes().to_vec();
         s.extend(msg(MsgType::Read, 1, b"va"));
@@ -1273,7 +1287,8 @@ fn framing_error_breaks_client() {
 
 #[test]
 fn partial_send_breaks_client() {
-    let (page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.stalled = true;
     let v = vec![b'x'; 3000];
@@ -1293,7 +1308,8 @@ fn partial_send_breaks_client() {
 
 #[test]
 fn send_waits_for_room_instead_of_splitting() {
-    let (page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     xs.transport_mut().faults.stalled = true;
     assert_eq!(xs.read(n, "/a"), Err(Error::Timeout)); // 19 bytes stay queued
@@ -1310,7 +1326,8 @@ fn send_waits_for_room_instead_of_splitting() {
 
 #[test]
 fn typed_reads_name_path_and_value() {
-    let (_page, mut xs) = dom0();
+    let page = TestPages::new(1);
+    let mut xs = dom0(&page);
     let n = TxId::NONE;
     let bad: [(&str, &[u8], &str); 6] = [
         ("/n/nul", b"12\0", "12\\x00"),

@@ -32,7 +32,6 @@ fn demo() -> Result<(), Error> {
     let port = event::alloc_unbound(backend)?;
     let mut front = DemoFront::new(page.mem(), port)?;
     let grant = grant_table::grant_page(backend, &page, false)?;
-    drop(page);
     let gref = grant.gref().0;
     let (g, p) = (alloc::format!("{gref}"), alloc::format!("{port}"));
     // Only we may write the keys; the backend may read them.
@@ -50,6 +49,8 @@ fn demo() -> Result<(), Error> {
     let r = front.run(&OfferedPort::default(), 0, requests, wait_ns);
     let ns = (time::now_ns() - t0).max(1);
     let st = front.stats();
+    // The ring's last use: from here on only the grant holds the page.
+    drop(page);
 
     // Tear down whatever happened: keys, port, grant (reclaimed later if
     // the backend still maps the page).

@@ -89,7 +89,7 @@ fn two_threads_10000_requests() {
 }
 
 /// Manual backend helper: consume all requests.
-fn take_all(b: &mut BackRing<DemoMsg, DemoMsg>) -> Vec<DemoMsg> {
+fn take_all(b: &mut BackRing<'_, DemoMsg, DemoMsg>) -> Vec<DemoMsg> {
     let mut v = Vec::new();
     while let Some(r) = b.take_request().unwrap() {
         v.push(r);
@@ -97,16 +97,16 @@ fn take_all(b: &mut BackRing<DemoMsg, DemoMsg>) -> Vec<DemoMsg> {
     v
 }
 
+/// Front and a manual back over `p`, `n` requests sent and taken.
 fn setup(
+    p: &TestPages,
     n: u32,
 ) -> (
-    TestPages,
-    DemoFront,
-    BackRing<DemoMsg, DemoMsg>,
+    DemoFront<'_>,
+    BackRing<'_, DemoMsg, DemoMsg>,
     Vec<DemoMsg>,
     End,
 ) {
-    let p = TestPages::new(1);
     let (fe, _be) = pair();
     let mut f = DemoFront::new(p.mem(), 1).unwrap();
     for i in 0..n {
@@ -116,12 +116,13 @@ fn setup(
     let mut b = BackRing::attach(p.mem()).unwrap();
     let reqs = take_all(&mut b);
     assert_eq!(reqs.len(), n as usize);
-    (p, f, b, reqs, fe)
+    (f, b, reqs, fe)
 }
 
 #[test]
 fn bad_rsp_prod_disconnects() {
-    let (p, mut f, _b, _reqs, fe) = setup(3);
+    let p = TestPages::new(1);
+    let (mut f, _b, _reqs, fe) = setup(&p, 3);
     p.mem().store_u32(RSP_PROD, 3 + 256 + 1);
     let e = f.poll().unwrap_err();
     assert!(
@@ -138,7 +139,8 @@ fn bad_rsp_prod_disconnects() {
 
 #[test]
 fn unknown_id_disconnects() {
-    let (_p, mut f, mut b, reqs, _fe) = setup(2);
+    let p = TestPages::new(1);
+    let (mut f, mut b, reqs, _fe) = setup(&p, 2);
     let mut r = answer(reqs[0]);
     r.id = !r.id;
     b.push_response(r).unwrap();
@@ -149,7 +151,8 @@ fn unknown_id_disconnects() {
 
 #[test]
 fn duplicate_id_disconnects() {
-    let (_p, mut f, mut b, reqs, _fe) = setup(2);
+    let p = TestPages::new(1);
+    let (mut f, mut b, reqs, _fe) = setup(&p, 2);
     b.push_response(answer(reqs[0])).unwrap();
     b.push_response(answer(reqs[0])).unwrap();
     b.push_responses_and_check_notify();
@@ -159,7 +162,8 @@ fn duplicate_id_disconnects() {
 
 #[test]
 fn wrong_status_and_operation_disconnect() {
-    let (_p, mut f, mut b, reqs, _fe) = setup(2);
+    let p = TestPages::new(1);
+    let (mut f, mut b, reqs, _fe) = setup(&p, 2);
     b.push_response(reqs[1]).unwrap(); // status not incremented
     b.push_responses_and_check_notify();
     assert_eq!(
@@ -170,7 +174,8 @@ fn wrong_status_and_operation_disconnect() {
             want: 11
         })
     );
-    let (_p, mut f, mut b, reqs, _fe) = setup(2);
+    let p = TestPages::new(1);
+    let (mut f, mut b, reqs, _fe) = setup(&p, 2);
     b.push_response(DemoMsg {
         operation: 9,
         ..answer(reqs[1])
@@ -261,7 +266,7 @@ fn backend_sees_bad_req_prod_and_front_leaving() {
 /// keeps producing: the backend must publish as it goes and notice the
 /// frontend leaving, not spin answering for ever.
 struct Flood {
-    mem: SharedMem,
+    mem: SharedMem<'static>,
     prod: core::sync::atomic::AtomicU32,
     rounds: core::sync::atomic::AtomicU32,
     gone_after: u32,
@@ -306,7 +311,9 @@ impl PeerProbe for Flood {
 
 #[test]
 fn endless_producer_does_not_pin_the_backend() {
-    let p = TestPages::new(1);
+    // Leaked: the backend thread is detached (if it spins for ever, the
+    // test fails below instead of hanging), so the page must outlive it.
+    let p: &'static TestPages = Box::leak(Box::new(TestPages::new(1)));
     let _f = DemoFront::new(p.mem(), 1).unwrap();
     let flood = std::sync::Arc::new(Flood {
         mem: p.mem(),
@@ -316,9 +323,6 @@ fn endless_producer_does_not_pin_the_backend() {
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let (mem, mem2, f) = (p.mem(), p.mem(), flood.clone());
-    // Detached: if the backend spins for ever, the test fails below
-    // instead of hanging (the page outlives the thread: leaked).
-    std::mem::forget(p);
     std::thread::spawn(move || {
         let mut b = DemoBack::attach(mem, 2, false).unwrap();
         let r = b.serve(&*f, None, 30 * SEC);

@@ -1,5 +1,6 @@
 use super::*;
 use crate::drivers::fake_evtchn::{pair, End};
+use crate::shared::TestPages;
 use crate::xenstore::PermKind;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ const CLI: u16 = 0;
 const PATH: &str = "/local/domain/7/data/vchan";
 
 struct Granted {
-    mem: SharedMem,
+    page: Arc<TestPages>,
     owner: u16,
     to: u16,
     maps: u32,
@@ -39,10 +40,27 @@ impl World {
     }
 }
 
-fn leak_page() -> SharedMem {
-    let v: &'static mut [u64] = Box::leak(vec![0u64; PAGE_SIZE / 8].into_boxed_slice());
-    // SAFETY: leaked (never freed), 8-aligned, only accessed via SharedMem.
-    unsafe { SharedMem::from_raw(v.as_mut_ptr().cast(), PAGE_SIZE) }
+/// A test domain's handle on a granted page (shared or mapped): the world
+/// and every domain using the page hold it, so it stays until the last
+/// lets go.
+struct TestPage {
+    gref: u32,
+    page: Arc<TestPages>,
+}
+
+impl MemOwner for TestPage {
+    fn mem(&self) -> SharedMem<'_> {
+        self.page.mem()
+    }
+}
+
+/// The control page the server published, held independently of either
+/// endpoint (as the peer's mapping would be).
+fn ctrl_page(w: &Arc<Mutex<World>>) -> Arc<TestPages> {
+    let wl = w.lock().unwrap();
+    let v = &wl.xs[&format!("{PATH}/ring-ref")].0;
+    let gref: u32 = std::str::from_utf8(v).unwrap().parse().unwrap();
+    wl.grants[&gref].page.clone()
 }
 
 /// What the peer does while we sleep (virtual clock only).
@@ -134,29 +152,29 @@ impl Events for TestEnv {
 }
 
 impl VchanEnv for TestEnv {
-    type Share = u32;
-    type Map = u32;
+    type Share = TestPage;
+    type Map = TestPage;
     fn self_domid(&mut self) -> Result<u16, EnvError> {
         Ok(self.domid)
     }
-    fn share_page(&mut self, domid: u16) -> Result<(SharedMem, u32, u32), EnvError> {
+    fn share_page(&mut self, domid: u16) -> Result<(u32, TestPage), EnvError> {
         let mut w = self.world.lock().unwrap();
         w.next_gref += 1;
         let gref = w.next_gref + 7;
-        let mem = leak_page();
+        let page = Arc::new(TestPages::new(1));
         w.grants.insert(
             gref,
             Granted {
-                mem: mem.clone(),
+                page: page.clone(),
                 owner: self.domid,
                 to: domid,
                 maps: 0,
                 revoked: false,
             },
         );
-        Ok((mem, gref, gref))
+        Ok((gref, TestPage { gref, page }))
     }
-    fn unshare_page(&mut self, gref: u32) {
+    fn unshare_page(&mut self, TestPage { gref, .. }: TestPage) {
         let mut w = self.world.lock().unwrap();
         let g = w.grants.get_mut(&gref).unwrap();
         g.revoked = true;
@@ -164,12 +182,13 @@ impl VchanEnv for TestEnv {
             w.grants.remove(&gref);
         }
     }
-    fn map_page(&mut self, domid: u16, gref: u32, _ro: bool) -> Result<(SharedMem, u32), EnvError> {
+    fn map_page(&mut self, domid: u16, gref: u32, _ro: bool) -> Result<TestPage, EnvError> {
         let mut w = self.world.lock().unwrap();
         match w.grants.get_mut(&gref) {
             Some(g) if !g.revoked && g.owner == domid && g.to == self.domid => {
                 g.maps += 1;
-                Ok((g.mem.clone(), gref))
+                let page = g.page.clone();
+                Ok(TestPage { gref, page })
             }
             _ => {
                 w.map_failures += 1;
@@ -177,7 +196,7 @@ impl VchanEnv for TestEnv {
             }
         }
     }
-    fn unmap_page(&mut self, gref: u32) {
+    fn unmap_page(&mut self, TestPage { gref, .. }: TestPage) {
         let mut w = self.world.lock().unwrap();
         let g = w.grants.get_mut(&gref).unwrap();
         g.maps -= 1;
@@ -340,7 +359,8 @@ fn orders_like_libxenvchan() {
 fn server_publishes_control_page_and_keys() {
     let w = world();
     let s = server(&w, 0, 0);
-    let ctrl = s.stream.ctrl.clone();
+    let page = ctrl_page(&w);
+    let ctrl = page.mem();
     assert_eq!(ctrl.load_u16(LEFT_ORDER), 10);
     assert_eq!(ctrl.load_u16(RIGHT_ORDER), 11);
     assert_eq!(
@@ -488,7 +508,8 @@ fn killed_peer_detected() {
     let mut s = server(&w, 0, 0);
     let c = client(&w);
     s.wait_connected(SEC).unwrap();
-    let ctrl = c.stream.ctrl.clone();
+    let page = ctrl_page(&w);
+    let ctrl = page.mem();
     ctrl.store_u8(CLI_LIVE, 0);
     c.env.notify(c.port);
     let t0 = Instant::now();
@@ -509,7 +530,8 @@ fn bad_peer_indices_disconnect() {
     let w = world();
     let mut s = server(&w, 0, 0);
     let mut c = client(&w);
-    let ctrl = c.stream.ctrl.clone();
+    let page = ctrl_page(&w);
+    let ctrl = page.mem();
     // Client claims more than a 1 KiB ring can hold.
     ctrl.store_u32(LEFT + RING_PROD, 1025);
     let mut buf = [0u8; 16];
@@ -562,8 +584,8 @@ fn client_rejects_bad_server_and_releases_everything() {
     s.close();
     // Orders that would overlap grants and the in-page ring.
     let s = server(&w, 0, 0);
-    s.stream.ctrl.store_u16(LEFT_ORDER, 10);
-    s.stream.ctrl.store_u16(RIGHT_ORDER, 20);
+    s.stream.ctrl().store_u16(LEFT_ORDER, 10);
+    s.stream.ctrl().store_u16(RIGHT_ORDER, 20);
     let (env, e) = Vchan::client(env, SRV, PATH).err().unwrap();
     assert_eq!(
         e,
@@ -634,7 +656,8 @@ fn server_sees_client_die_mid_transfer() {
     let mut c = client(&w);
     s.wait_connected(SEC).unwrap();
     c.write_all(b"ping", SEC).unwrap();
-    let cctrl = c.stream.ctrl.clone();
+    let cpage = ctrl_page(&w);
+    let cctrl = cpage.mem();
     let mut c = Some(c);
     s.env.virtual_clock(move || {
         if let Some(c) = c.take() {

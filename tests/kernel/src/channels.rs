@@ -116,7 +116,6 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     let port = event::alloc_unbound(DOM0).map_err(|e| format!("alloc_unbound: {e}"))?;
     let mut front = DemoFront::new(page.mem(), port).map_err(|e| format!("ring: {e}"))?;
     let grant = grant_table::grant_page(DOM0, &page, false).map_err(|e| format!("grant: {e}"))?;
-    drop(page);
     let gref = grant.gref().0;
     let mut env = XenChan;
     let me = env
@@ -143,6 +142,8 @@ fn demo_front(expect_fault: bool) -> Result<(), String> {
     );
     let ns = time::now_ns() - t0;
     let st = front.stats();
+    // The ring's last use: from here on only the grant holds the page.
+    drop(page);
     let out = match r {
         Ok(_) => {
             println!(

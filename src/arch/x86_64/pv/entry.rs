@@ -46,7 +46,7 @@ fn mfn_to_pfn(mfn: u64) -> Option<u64> {
 }
 
 /// Map the shared_info frame over `shared_info_page`.
-fn map_shared_info(machine_addr: u64) -> Result<SharedMem, hypercall::Errno> {
+fn map_shared_info(machine_addr: u64) -> Result<SharedMem<'static>, hypercall::Errno> {
     let va = &raw mut shared_info_page as *mut u8;
     // SAFETY: no reference to `shared_info_page` exists anywhere: it is only
     // ever reached through the SharedMem built below, after the remap.

@@ -447,7 +447,7 @@ pub fn fatal(what: fmt::Arguments<'_>) -> ! {
 
 /// Put the shared_info frame at the pfn of `shared_info_page` (the RAM page
 /// behind it is given back to Xen).
-fn map_shared_info() -> Result<SharedMem, Errno> {
+fn map_shared_info() -> Result<SharedMem<'static>, Errno> {
     let va = &raw mut shared_info_page as *mut u8;
     let arg = AddToPhysmap {
         domid: DOMID_SELF,
