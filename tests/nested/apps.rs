@@ -112,9 +112,11 @@ fn hello(mode: Mode) -> Vec<Scenario> {
 /// socket (which makes the proxy open the vchan), from before it reads
 /// XenStore to well into the connection; and at two handshake steps seen
 /// from Dom0: as soon as the proxy has mapped our pages through gntdev,
-/// and as soon as it has opened the event-channel device.
+/// and as soon as it has opened the event-channel device; then six at
+/// random moments up to 1.5 s (the delays drawn are in `$OUT/random-kills`).
 const KILL_AT: &[&str] = &[
-    "0", "5", "10", "20", "40", "80", "160", "320", "640", "gntdev", "evtchn",
+    "0", "5", "10", "20", "40", "80", "160", "320", "640", "gntdev", "evtchn", "rand", "rand",
+    "rand", "rand", "rand", "rand",
 ];
 /// Full connections at the end, 1 MiB each, sha256 compared.
 const FULL: u32 = 3;
@@ -167,6 +169,10 @@ for d in KILL_AT; do
     i=0
     until reached "$d"; do i=$((i+1)); [ $i -gt 2000 ] && break; done
     [ $i -gt 2000 ] && echo "kill at $d: the proxy never got there" ;;
+  rand)
+    r=$(( $(od -An -N2 -tu2 /dev/urandom) % 1500 ))
+    echo "$r" >>"$OUT/random-kills"
+    usleep $((r * 1000)) ;;
   0) ;;
   *) usleep $((d * 1000)) ;;
   esac
@@ -250,6 +256,14 @@ fn check_vchan_echo(o: &Outcome) -> Result<(), String> {
         .count();
     let gone = lines(o).filter(|l| l.contains("peer gone")).count();
     let empty = lines(o).filter(|l| l.contains(": echoed 0 bytes")).count();
+    let random: Vec<&str> = out(o, "random-kills")?.split_whitespace().collect();
+    if random.len() != KILL_AT.iter().filter(|d| **d == "rand").count() {
+        return Err(format!("random kill delays {random:?}"));
+    }
+    println!(
+        "    figure: vchan-echo: random kills at {} ms after connect, each followed by a served client",
+        random.join(", ")
+    );
     println!(
         "    figure: vchan-echo: {} kills ({handshake} in the handshake, {empty} connected without data, {gone} seen as peer gone), next client served within {worst_ms} ms at worst; {FULL} x 1 MiB echoed, sha256 equal",
         KILL_AT.len()

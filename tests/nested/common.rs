@@ -178,3 +178,29 @@ pub fn boot_figures(outcomes: &[Outcome]) -> String {
         "guest", "create→1st", "unpause→1st", "→gone"
     )
 }
+
+/// Connect/disconnect cycles of the cycle scenarios: `XF_CYCLES` (default
+/// 100; `./xf bench` runs 1,000).
+pub fn cycles() -> u32 {
+    std::env::var("XF_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(100)
+}
+
+/// `<who>: resources after <n> connections: <r>; after the first: <r0>`
+/// (tests/kernel/src/channels.rs `Resources`): grants, deferred grants,
+/// free pages and open event channels equal after the first connection
+/// and after the last. Returns the line.
+pub fn check_resources<'a>(o: &'a Outcome, who: &str) -> Result<&'a str, String> {
+    let l = line(o, &format!("{who}: resources after "))?;
+    let (last, first) = l
+        .split_once(": ")
+        .and_then(|(_, r)| r.split_once("; after the first: "))
+        .ok_or_else(|| format!("resources line {l:?}"))?;
+    if last != first {
+        return Err(format!("{who}: resources not back to baseline: {l:?}"));
+    }
+    Ok(l)
+}

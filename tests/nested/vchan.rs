@@ -12,7 +12,7 @@
 //! - `pv-vchan-client`: the proxy serves (`-m server`) and is **killed**
 //!   (SIGKILL) after every connection and started again; the guest client
 //!   notices (gntalloc unmap notify clears `srv_live`), unmaps and
-//!   reconnects. [`CLIENT_ROUNDS`] connections.
+//!   reconnects. `XF_CYCLES` (default 100) connections.
 //!
 //! Both end with the guest's grant counters back at their baseline.
 //!
@@ -30,9 +30,11 @@ use crate::common::{lines, out, peer, root, Mode};
 
 /// Connections in the server scenario (the first one carries 16 MiB).
 const SERVER_ROUNDS: u32 = 3;
-/// Proxy kill/restart cycles in the client scenario (100;
-/// ~0.6 s each on an idle lab).
-pub const CLIENT_ROUNDS: u32 = 100;
+/// Proxy kill/restart cycles in the client scenario: `XF_CYCLES` (default
+/// 100, ~0.6 s each on an idle lab; `./xf bench` runs 1,000).
+fn client_rounds() -> u32 {
+    crate::common::cycles()
+}
 /// Seconds per cycle on a loaded lab (0.6 s idle, 3.8 s seen loaded).
 const CLIENT_CYCLE_SECS: u64 = 4;
 const BIG: u64 = 16 * 1024 * 1024;
@@ -79,15 +81,16 @@ xenstore-rm "$D/data/vchan-rounds" 2>/dev/null || true  # the guest may be gone 
 }
 
 fn client_script() -> String {
+    let client_rounds = client_rounds();
     format!(
         r#"{PRELUDE}
 head -c {CLIENT_BIG} /dev/urandom >/tmp/c.big
 head -c 4096 /dev/urandom >/tmp/c.small
-xenstore-write "$D/data/vchan-rounds" {CLIENT_ROUNDS}
+xenstore-write "$D/data/vchan-rounds" {client_rounds}
 T0=$(cut -d' ' -f1 /proc/uptime)
 r=0
 : >"$OUT/rounds"
-while [ $r -lt {CLIENT_ROUNDS} ]; do
+while [ $r -lt {client_rounds} ]; do
   if [ $r = 0 ]; then IN=/tmp/c.big; PINGS=200; else IN=/tmp/c.small; PINGS=5; fi
   rm -f /tmp/c.sock /tmp/pump.out
   "$FILES/xf-vchan-pump" --listen /tmp/c.sock --in $IN --out /tmp/c.out --pings $PINGS --hold --timeout-ms 60000 >/tmp/pump.out 2>&1 &
@@ -192,25 +195,28 @@ fn check_server(o: &Outcome) -> Result<(), String> {
 }
 
 fn check_client(o: &Outcome) -> Result<(), String> {
+    let client_rounds = client_rounds();
     let sha = check_sha(o)?;
     let rounds = out(o, "rounds")?;
     let bad: Vec<&str> = rounds.lines().filter(|l| !l.ends_with(" pump 0")).collect();
     let n = rounds.lines().count() as u32;
-    if n != CLIENT_ROUNDS || !bad.is_empty() {
+    if n != client_rounds || !bad.is_empty() {
         return Err(format!(
-            "{n}/{CLIENT_ROUNDS} rounds, failed: {bad:?}; pumps: {}",
+            "{n}/{client_rounds} rounds, failed: {bad:?}; pumps: {}",
             out(o, "pumps.out").unwrap_or("")
         ));
     }
     let reconnects = lines(o)
         .filter(|l| l.starts_with("vchan-client: connection ") && l.contains(" echoed "))
         .count() as u32;
-    if reconnects != CLIENT_ROUNDS {
+    if reconnects != client_rounds {
         return Err(format!(
-            "guest finished {reconnects}/{CLIENT_ROUNDS} connections"
+            "guest finished {reconnects}/{client_rounds} connections"
         ));
     }
     crate::demo::check_grants_baseline(o)?;
+    let res = crate::common::check_resources(o, "vchan-client")?;
+    println!("    figure: {res}");
     let pumps = out(o, "pumps.out")?;
     let r0: String = pumps
         .lines()
@@ -228,8 +234,8 @@ fn check_client(o: &Outcome) -> Result<(), String> {
     println!("    figure: {l}");
     println!("    figure: {}", pings(&r0).unwrap_or("no pings line"));
     println!(
-        "    figure: {CLIENT_ROUNDS} proxy kill/restart cycles with guest reconnect in {secs:.1} s ({:.2} s per cycle)",
-        secs / CLIENT_ROUNDS as f64
+        "    figure: {client_rounds} proxy kill/restart cycles with guest reconnect in {secs:.1} s ({:.2} s per cycle)",
+        secs / client_rounds as f64
     );
     Ok(())
 }
@@ -384,7 +390,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .check(check_server),
         vchan("vchan-client", "vchan-client", client_script())
             // Every cycle at loaded speed, plus boot and the 1 MiB first round.
-            .timeout_secs(u64::from(CLIENT_ROUNDS) * CLIENT_CYCLE_SECS + 240)
+            .timeout_secs(u64::from(client_rounds()) * CLIENT_CYCLE_SECS + 240)
             .check(check_client),
         linux_vchan(),
     ]

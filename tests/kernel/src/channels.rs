@@ -70,6 +70,97 @@ pub fn vchan_client_test(_: &Options) -> Verdict {
     with_baseline(|| vchan_rounds().and_then(vchan_client))
 }
 
+/// `test=demo-cycles`: the demo ring connected, used for a few requests
+/// and torn down `data/demo-cycles` times, each time with a fresh
+/// `xf-ring-back` in Dom0; the resources after the last cycle equal those
+/// after the first.
+pub fn demo_cycles_test(_: &Options) -> Verdict {
+    with_baseline(demo_cycles)
+}
+
+/// Requests per cycle of `test=demo-cycles`.
+const CYCLE_REQUESTS: u64 = 16;
+
+fn demo_cycles() -> Result<(), String> {
+    let n = wait_key("data/demo-cycles")?;
+    println!("demo-cycles: {n} cycles of {CYCLE_REQUESTS} requests");
+    let mut env = XenChan;
+    let me = env
+        .self_domid()
+        .map_err(|e| format!("{}: {}", e.what, e.detail))?;
+    let perms = Perm::owner_and_reader(me, DOM0);
+    let mut first = None;
+    let t0 = time::now_ns();
+    for i in 1..=n {
+        demo_cycle(&mut env, &perms, i).map_err(|e| format!("demo-cycles: cycle {i}: {e}"))?;
+        if i == 1 {
+            let mut settled = Resources::now();
+            settled.deferred = 0;
+            first = Some(Resources::settle(settled));
+        }
+        if i % 100 == 0 {
+            println!(
+                "demo-cycles: {i}/{n} cycles in {} ms",
+                (time::now_ns() - t0) / 1_000_000
+            );
+        }
+    }
+    let ns = time::now_ns() - t0;
+    let per100 = u64::from(n) * 100_000_000_000 / ns.max(1);
+    println!(
+        "demo-cycles: {n} cycles in {} ms ({}.{:02} cycles/s)",
+        ns / 1_000_000,
+        per100 / 100,
+        per100 % 100
+    );
+    if let Some(first) = first {
+        let last = Resources::settle(first);
+        println!("demo-cycles: resources after {n} connections: {last}; after the first: {first}");
+    }
+    Ok(())
+}
+
+/// One connect / use / disconnect of the demo ring (cycle `i`).
+fn demo_cycle(env: &mut XenChan, perms: &[Perm], i: u32) -> Result<(), String> {
+    let page = mm::alloc_shared_page().map_err(|e| format!("alloc page: {e}"))?;
+    let port = event::alloc_unbound(DOM0).map_err(|e| format!("alloc_unbound: {e}"))?;
+    let grant = match grant_table::grant_page(DOM0, &page, false) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = event::close(port);
+            return Err(format!("grant: {e}"));
+        }
+    };
+    let r = DemoFront::new(page.mem(), port)
+        .map_err(|e| format!("ring: {e}"))
+        .and_then(|mut front| {
+            let (gs, ps, cs) = (
+                format!("{}", grant.gref().0),
+                format!("{port}"),
+                format!("{i}"),
+            );
+            env.xs_publish(
+                &[
+                    ("data/demo/ring-ref", &gs),
+                    ("data/demo/event-channel", &ps),
+                    ("data/demo/cycle", &cs),
+                ],
+                perms,
+            )
+            .map_err(|e| format!("{}: {}", e.what, e.detail))?;
+            front
+                .run(&OfferedPort::default(), 0, CYCLE_REQUESTS, DOM0_NS)
+                .map_err(|e| format!("ring: {e}"))
+        });
+    env.xs_rm("data/demo");
+    let _ = event::close(port);
+    // The ring's last use is over: from here on only the grant holds the page.
+    drop(page);
+    grant_table::revoke(grant).map_err(|e| format!("revoke: {e}"))?;
+    grant_table::poll_deferred();
+    r.map(|_| ())
+}
+
 /// Runs `body`; SUCCESS only if it succeeded and the grant table is back
 /// at its baseline afterwards.
 fn with_baseline(body: impl FnOnce() -> Result<(), String>) -> Verdict {
@@ -283,6 +374,7 @@ fn vchan_server(rounds: u32) -> Result<(), String> {
 fn vchan_client(rounds: u32) -> Result<(), String> {
     let path = "data/vchan-srv";
     let mut env = XenChan;
+    let mut first = None;
     for i in 0..rounds {
         let deadline = time::now_ns() + DOM0_NS;
         let mut v = loop {
@@ -325,6 +417,72 @@ fn vchan_client(rounds: u32) -> Result<(), String> {
             "vchan-client: connection {i}: echoed {n} bytes in {} ms ({a}.{b} MB/s), server {how}",
             ns / 1_000_000
         );
+        if i == 0 {
+            first = Some(Resources::now());
+        }
+    }
+    if let Some(first) = first {
+        let last = Resources::settle(first);
+        println!(
+            "vchan-client: resources after {rounds} connections: {last}; after the first: {first}"
+        );
     }
     Ok(())
+}
+
+/// What a connection must give back: grants, deferred grants, free pages
+/// and open event channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    grants: usize,
+    deferred: usize,
+    free_pages: u64,
+    ports: usize,
+}
+
+/// Ports `1..PORT_SCAN` are checked for [`Resources::ports`]: past every
+/// scenario's use (libxl's default `max_event_channels` is 1023).
+const PORT_SCAN: u32 = 1024;
+
+impl Resources {
+    /// The current counts.
+    pub fn now() -> Resources {
+        let c = grant_table::counters().ok();
+        Resources {
+            grants: c.map_or(usize::MAX, |c| c.in_use),
+            deferred: c.map_or(usize::MAX, |c| c.deferred),
+            free_pages: mm::free_frames(),
+            ports: (1..PORT_SCAN)
+                .filter(|p| {
+                    !matches!(
+                        event::status(*p),
+                        Ok(xenfront::hypercall::EvtchnState::Closed) | Err(_)
+                    )
+                })
+                .count(),
+        }
+    }
+
+    /// The counts once deferred grants settle back to `base` (≤ 10 s).
+    pub fn settle(base: Resources) -> Resources {
+        let deadline = time::now_ns() + 10_000_000_000;
+        loop {
+            grant_table::poll_deferred();
+            let r = Resources::now();
+            if r == base || time::now_ns() >= deadline {
+                return r;
+            }
+            event::wait(0, time::now_ns() + 50_000_000);
+        }
+    }
+}
+
+impl core::fmt::Display for Resources {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "grants {} deferred {} free pages {} open ports {}",
+            self.grants, self.deferred, self.free_pages, self.ports
+        )
+    }
 }

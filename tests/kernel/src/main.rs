@@ -42,7 +42,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 23] = [
+    pub const TESTS: [Test; 24] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -122,6 +122,10 @@ mod guest {
         Test {
             name: "evtchn-limit",
             run: kscenario::evtchn_limit_test,
+        },
+        Test {
+            name: "demo-cycles",
+            run: channels::demo_cycles_test,
         },
         Test {
             name: "hostile-storm",
