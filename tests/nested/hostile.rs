@@ -197,7 +197,7 @@ fn xs_script() -> String {
         s += &round(
             i + 1,
             &format!(
-                "xenstore-write \"$D/data/vchan-srv/ring-ref\" '{rr}' \"$D/data/vchan-srv/event-channel\" '{ec}'"
+                "xenstore-write -- \"$D/data/vchan-srv/ring-ref\" '{rr}' \"$D/data/vchan-srv/event-channel\" '{ec}'"
             ),
         );
     }
