@@ -18,6 +18,9 @@ pins=""
 for _ in $(seq 1 "$n"); do pins+="all,1,"; done
 for b in ${builds//,/ }; do
     qemu=${b%%:*}; data=${b#*:}
+    # A build unpacked beside the system's one loads its own modules.
+    mods=$(dirname "$qemu")/../lib/x86_64-linux-gnu/qemu
+    if [ -d "$mods" ]; then export QEMU_MODULE_DIR=$mods; else unset QEMU_MODULE_DIR; fi
     ver=$("$qemu" --version | head -1 | awk '{print $4}')
     for tcg in ${XF_MATRIX_TCG:-multi single}; do
         label="qemu-$ver-$tcg"
