@@ -1,10 +1,14 @@
 //! xf-ring-back <domid> [<xenstore-dir>] [--ring-ref R] [--event-channel P]
 //!              [--count N] [--idle-ms T] [--wait-ms W]
 //!              [--die-after N] [--bad-index] [--bad-id] [--bad-at K] [--hold-ms H]
+//!              [--cycles C]
 //!
 //! Demo backend: map the guest's io/ring.h ring (12-byte `{id, status,
 //! operation}` entries), bind its event channel, answer each request with
 //! `status + 1`. See docs/peers.md for the output lines and exit codes.
+//! `--cycles C`: serve C connections one after another, connection `i`
+//! (from 1) once `<xenstore-dir>/cycle` reads `i`, each with its own
+//! ring-ref and event-channel from the same directory; one summary line.
 
 use std::time::Instant;
 use xen_peers::args::{parse_domid, Args};
@@ -27,10 +31,12 @@ struct Opts {
     die_after: Option<u64>,
     fault: Fault,
     hold_ms: u64,
+    cycles: Option<u64>,
 }
 
 const USAGE: &str = "usage: xf-ring-back <domid> [<xenstore-dir>] [--ring-ref R] [--event-channel P] \
-[--count N] [--idle-ms T] [--wait-ms W] [--die-after N] [--bad-index|--bad-id] [--bad-at K] [--hold-ms H]";
+[--count N] [--idle-ms T] [--wait-ms W] [--die-after N] [--bad-index|--bad-id] [--bad-at K] [--hold-ms H] \
+[--cycles C]";
 
 fn parse(argv: impl IntoIterator<Item = String>) -> Result<(Opts, Option<(String, u64)>), String> {
     let a = Args::parse(
@@ -44,6 +50,7 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<(Opts, Option<(String
             "die-after",
             "bad-at",
             "hold-ms",
+            "cycles",
         ],
         &["bad-index", "bad-id"],
     )?;
@@ -81,6 +88,7 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<(Opts, Option<(String
             die_after: a.num("die-after")?,
             fault,
             hold_ms: a.num_or("hold-ms", 2_000)?,
+            cycles: a.num("cycles")?,
         },
         lookup,
     ))
@@ -113,11 +121,51 @@ fn main() {
             .unwrap_or_else(|e| die(TAG, format!("read {path}: {e}")));
         u32::try_from(v).unwrap_or_else(|_| die(TAG, format!("{path} out of range: {v}")))
     };
-    let ring_ref = get(o.ring_ref, "ring-ref");
-    let port = get(o.port, "event-channel");
-
     let gnt = Gntdev::open().unwrap_or_else(|e| die(TAG, format!("open gntdev: {e}")));
     let ev = Evtchn::open().unwrap_or_else(|e| die(TAG, format!("open evtchn: {e}")));
+    let Some(cycles) = o.cycles else {
+        let ring_ref = get(o.ring_ref, "ring-ref");
+        let port = get(o.port, "event-channel");
+        std::process::exit(serve(&o, &gnt, &ev, ring_ref, port, true));
+    };
+    let Some((dir, wait)) = lookup.as_ref() else {
+        die(TAG, "--cycles needs <xenstore-dir>")
+    };
+    let key = format!("{}/cycle", dir.trim_end_matches('/'));
+    let start = Instant::now();
+    for i in 1..=cycles {
+        // The guest publishes cycle i with its ring; poll for it.
+        let t0 = Instant::now();
+        while xs::read(&key).ok().as_deref() != Some(i.to_string().as_str()) {
+            if t0.elapsed() >= ms(*wait) {
+                die(TAG, format!("cycle {i}: {key} never read {i}"));
+            }
+            std::thread::sleep(ms(5));
+        }
+        let code = serve(
+            &o,
+            &gnt,
+            &ev,
+            get(None, "ring-ref"),
+            get(None, "event-channel"),
+            false,
+        );
+        if code != 0 {
+            println!("{TAG}: cycle {i} failed");
+            std::process::exit(code);
+        }
+    }
+    let el = start.elapsed();
+    println!(
+        "{TAG}: {cycles} cycles of {} requests in {} ms ({} cycles/s)",
+        o.count.unwrap_or(0),
+        el.as_millis(),
+        per_sec(cycles, el)
+    );
+}
+
+/// One connection: map, bind, serve, unmap. The exit code of the run.
+fn serve(o: &Opts, gnt: &Gntdev, ev: &Evtchn, ring_ref: u32, port: u32, verbose: bool) -> i32 {
     let map = gnt
         .map(o.domid, &[ring_ref], true)
         .unwrap_or_else(|e| die(TAG, format!("map ring-ref {}: {e}", ring_ref)));
@@ -128,13 +176,15 @@ fn main() {
     map.set_unmap_notify(None, Some(local))
         .unwrap_or_else(|e| die(TAG, e));
     let mut ring: BackRing<Msg, Msg> = BackRing::attach(map.mem());
-    println!(
-        "{TAG}: connected dom {} ring-ref {} port {} local-port {local} slots {}",
-        o.domid,
-        ring_ref,
-        port,
-        ring.size()
-    );
+    if verbose {
+        println!(
+            "{TAG}: connected dom {} ring-ref {} port {} local-port {local} slots {}",
+            o.domid,
+            ring_ref,
+            port,
+            ring.size()
+        );
+    }
 
     let cfg = BackCfg {
         count: o.count,
@@ -142,10 +192,7 @@ fn main() {
         die_after: o.die_after,
         fault: o.fault,
     };
-    let mut ch = PortChannel {
-        ev: &ev,
-        port: local,
-    };
+    let mut ch = PortChannel { ev, port: local };
     let start = Instant::now();
     let (end, st) = serve_back(&mut ring, &mut ch, &cfg, &mut |l| println!("{TAG}: {l}"))
         .unwrap_or_else(|e| die(TAG, e));
@@ -175,10 +222,12 @@ fn main() {
             unsafe { libc::_exit(3) }
         }
     };
-    summary(&st, start);
+    if verbose || code != 0 {
+        summary(&st, start);
+    }
     let _ = map.unmap();
     let _ = ev.unbind(local);
-    std::process::exit(code);
+    code
 }
 
 #[cfg(test)]
