@@ -10,7 +10,8 @@
 //!   (`xl debug-keys g`, `xl dmesg`) shows exactly 16 active entries; once
 //!   Dom0 lets go every page comes back and Xen shows none.
 //! - `pv-hostile-xs`: Dom0 writes garbage into the keys a vchan client reads
-//!   (`ring-ref`, `event-channel`; a real port with a garbage control page).
+//!   (`ring-ref`, `event-channel`; a real port with a read-only page, then
+//!   with a writable page that is not a control page).
 //!   Each round ends at once with an error naming the key and the value;
 //!   then a real server is served and the grants are back at baseline.
 
@@ -184,7 +185,7 @@ const XS_ROUNDS: &[(&str, &str, &str)] = &[
 fn xs_script() -> String {
     let mut s = format!(
         "{PRELUDE}\nxenstore-write \"$D/data/hostile-xs/rounds\" {}\n",
-        XS_ROUNDS.len() + 2
+        XS_ROUNDS.len() + 3
     );
     let round = |i: usize, body: &str| {
         format!(
@@ -207,20 +208,24 @@ fn xs_script() -> String {
         n,
         "xenstore-write \"$D/data/vchan-srv/ring-ref\" \"$(head -c 3000 /dev/zero | tr '\\0' 7)\" \"$D/data/vchan-srv/event-channel\" 5",
     );
-    // A real port and a real page, but the page is not a vchan control page.
-    s += &round(
-        n + 1,
-        &format!(
-            "\"$FILES/xf-gnt-share\" \"$DOMID\" --pattern 5a --write-key \"$D/data/vchan-srv/ring-ref\" --hold-ms 60000 >\"$OUT/share.out\" 2>&1 &\n\
-             GS=$!\n\
-             \"$FILES/xf-evtchn-echo\" \"$DOMID\" --offer 1 --port-key \"$D/data/vchan-srv/event-channel\" --timeout-ms 60000 >\"$OUT/offer.out\" 2>&1 &\n\
-             EO=$!\n\
-             wait_xenstore \"$D/data/vchan-srv/ring-ref\" 30\n\
-             wait_xenstore \"$D/data/vchan-srv/event-channel\" 30"
-        ),
-    );
-    s += r#"kill $GS $EO 2>/dev/null; wait $GS $EO 2>/dev/null
-xenstore-rm "$D/data/vchan-srv" 2>/dev/null
+    // A real port and a real page that is not a vchan control page: first
+    // granted read-only (the control page must be mapped writable), then
+    // writable (its bytes are no ring orders).
+    for (k, rw) in [(n + 1, ""), (n + 2, " --rw")] {
+        s += &round(
+            k,
+            &format!(
+                "\"$FILES/xf-gnt-share\" \"$DOMID\" --pattern 5a{rw} --write-key \"$D/data/vchan-srv/ring-ref\" --hold-ms 60000 >\"$OUT/share{k}.out\" 2>&1 &\n\
+                 GS=$!\n\
+                 \"$FILES/xf-evtchn-echo\" \"$DOMID\" --offer 1 --port-key \"$D/data/vchan-srv/event-channel\" --timeout-ms 60000 >\"$OUT/offer{k}.out\" 2>&1 &\n\
+                 EO=$!\n\
+                 wait_xenstore \"$D/data/vchan-srv/ring-ref\" 30\n\
+                 wait_xenstore \"$D/data/vchan-srv/event-channel\" 30"
+            ),
+        );
+        s += "kill $GS $EO 2>/dev/null; wait $GS $EO 2>/dev/null\n";
+    }
+    s += r#"xenstore-rm "$D/data/vchan-srv" 2>/dev/null
 head -c 65536 /dev/urandom >/tmp/x.in
 rm -f /tmp/x.sock
 "$FILES/xf-vchan-pump" --listen /tmp/x.sock --in /tmp/x.in --pings 5 --hold --timeout-ms 60000 >"$OUT/pump.out" 2>&1 &
@@ -241,7 +246,7 @@ echo $? >"$OUT/pump.status"
 }
 
 fn check_xs(o: &Outcome) -> Result<(), String> {
-    let total = XS_ROUNDS.len() + 2;
+    let total = XS_ROUNDS.len() + 3;
     line(o, &format!("hostile-xs: {total} rounds of garbage"))?;
     let want = XS_ROUNDS.iter().map(|r| r.2.to_string()).chain([
         format!(r#"bad XenStore value ring-ref = "{}""#, "7".repeat(3000)),
