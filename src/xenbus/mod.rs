@@ -47,7 +47,7 @@ use core::fmt;
 
 mod discovery;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 mod fsm;
 mod keys;
 mod state;

@@ -1,0 +1,801 @@
+//! Host tests of blkfront's pure parts: backend keys, the request
+//! planner (property-style, checked by a model of Linux blkback's request
+//! parsing), the outstanding table, and the pieces together over a ring.
+
+use super::*;
+use crate::ring::{BackRing, FrontRing};
+use crate::shared::TestPages;
+use crate::xen_abi::blkif::{SECTORS_PER_PAGE, SLOT_SIZE};
+use std::collections::{BTreeMap, HashSet};
+
+const DIR: &str = "/local/domain/0/backend/vbd/5/51712";
+
+/// What Linux 6.1 blkback writes (devices.md §1), for a 64 MiB disk.
+fn linux_keys() -> BTreeMap<&'static str, Vec<u8>> {
+    [
+        ("sectors", "131072"),
+        ("sector-size", "512"),
+        ("physical-sector-size", "512"),
+        ("info", "0"),
+        ("feature-flush-cache", "1"),
+        ("feature-barrier", "0"),
+        ("feature-discard", "1"),
+        ("discard-granularity", "4096"),
+        ("discard-alignment", "0"),
+        ("discard-secure", "0"),
+        ("feature-persistent", "1"),
+        ("feature-max-indirect-segments", "256"),
+        ("max-ring-page-order", "4"),
+        ("multi-queue-max-queues", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.as_bytes().to_vec()))
+    .collect()
+}
+
+fn parse(keys: &BTreeMap<&'static str, Vec<u8>>) -> Result<BackendInfo, BlkError> {
+    BackendInfo::parse(DIR, |k| keys.get(k).map(|v| v.as_slice()))
+}
+
+// ------------------------------------------------------------- features
+
+#[test]
+fn linux_blkback_keys() {
+    let keys = linux_keys();
+    assert_eq!(keys.len(), BACKEND_KEYS.len());
+    let i = parse(&keys).unwrap();
+    assert_eq!(
+        i,
+        BackendInfo {
+            sectors: 131072,
+            sector_size: 512,
+            physical_sector_size: 512,
+            info: 0,
+            flush: true,
+            barrier: false,
+            discard: Some(Discard {
+                granularity: 4096,
+                alignment: 0,
+                secure: false
+            }),
+            persistent: true,
+            max_indirect_segments: 256,
+            max_ring_page_order: 4,
+            max_queues: 2,
+        }
+    );
+    assert_eq!(i.bytes(), 64 << 20);
+    assert!(!i.read_only());
+    assert_eq!(i.max_segments(), 256);
+    assert_eq!(i.ring_page_order(9), 4);
+    assert_eq!(i.ring_page_order(2), 2);
+    let l = i.limits();
+    assert_eq!(
+        (l.max_segments, l.read_only, l.flush, l.discard),
+        (256, false, true, true)
+    );
+}
+
+#[test]
+fn minimal_backend_defaults() {
+    let keys: BTreeMap<_, _> = [("sectors", "8"), ("sector-size", "4096"), ("info", "4")]
+        .into_iter()
+        .map(|(k, v)| (k, v.as_bytes().to_vec()))
+        .collect();
+    let i = parse(&keys).unwrap();
+    assert_eq!(i.physical_sector_size, 4096);
+    assert!(i.read_only());
+    assert!(!i.flush && !i.barrier && !i.persistent && i.discard.is_none());
+    assert_eq!(i.max_indirect_segments, 0);
+    assert_eq!(i.max_segments(), 11);
+    assert_eq!(i.max_ring_page_order, 0);
+    assert_eq!(i.ring_page_order(4), 0);
+    assert_eq!(i.max_queues, 1);
+    // A backend offering fewer than 12 indirect segments: direct only.
+    let mut k = keys.clone();
+    k.insert("feature-max-indirect-segments", b"11".to_vec());
+    assert_eq!(parse(&k).unwrap().max_segments(), 11);
+    k.insert("feature-max-indirect-segments", b"12".to_vec());
+    assert_eq!(parse(&k).unwrap().max_segments(), 12);
+    k.insert("feature-max-indirect-segments", b"4096".to_vec());
+    assert_eq!(parse(&k).unwrap().max_segments(), MAX_INDIRECT_SEGMENTS);
+}
+
+#[test]
+fn required_keys() {
+    for key in ["sectors", "sector-size", "info"] {
+        let mut k = linux_keys();
+        k.remove(key);
+        assert_eq!(
+            parse(&k),
+            Err(BlkError::Missing {
+                path: format!("{DIR}/{key}")
+            })
+        );
+    }
+}
+
+#[test]
+fn bad_values_name_key_and_value() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "sector-size",
+            &[
+                "0", "256", "511", "513", "1000", "8192", "0512", "512 ", "-512",
+            ],
+        ),
+        ("sectors", &["0", "", "x", "1\0", "36028797018963968"]),
+        ("physical-sector-size", &["256", "3000", "0"]),
+        ("info", &["8", "16", "4294967295", "-1", "0x4"]),
+        ("feature-flush-cache", &["2", "yes", "", "01", "true"]),
+        ("feature-barrier", &["2"]),
+        ("feature-discard", &["-1"]),
+        ("discard-secure", &["1\n"]),
+        ("feature-persistent", &["10"]),
+        ("discard-granularity", &["4294967296", "4k"]),
+        ("discard-alignment", &["4096", "5000"]),
+        ("feature-max-indirect-segments", &["4294967296", "-1"]),
+        ("max-ring-page-order", &["21", "99", "4 "]),
+        ("multi-queue-max-queues", &["0", "4294967296"]),
+    ];
+    for (key, values) in cases {
+        for v in *values {
+            let mut k = linux_keys();
+            k.insert(key, v.as_bytes().to_vec());
+            match parse(&k) {
+                Err(BlkError::BadValue { path, value, .. }) => {
+                    assert_eq!(path, format!("{DIR}/{key}"));
+                    assert_eq!(value, v.as_bytes());
+                }
+                other => panic!("{key} = {v:?}: {other:?}"),
+            }
+        }
+    }
+    // sectors must cover whole logical sectors.
+    let mut k = linux_keys();
+    k.insert("sector-size", b"4096".to_vec());
+    k.insert("physical-sector-size", b"4096".to_vec());
+    k.insert("sectors", b"131071".to_vec());
+    assert!(matches!(parse(&k), Err(BlkError::BadValue { .. })));
+    // Physical below logical.
+    k.insert("sectors", b"131072".to_vec());
+    k.insert("physical-sector-size", b"512".to_vec());
+    let e = parse(&k).unwrap_err();
+    assert_eq!(
+        format!("{e}"),
+        format!(
+            "blkfront: {DIR}/physical-sector-size = \"512\" is not a power of two, \
+             at least sector-size"
+        )
+    );
+}
+
+#[test]
+fn read_over_the_real_client() {
+    use crate::xenbus::fake::{xenstore_with, FakeStore};
+    let mut st = FakeStore::default();
+    for (k, v) in linux_keys() {
+        if k != "discard-secure" {
+            st.put(&format!("{DIR}/{k}"), &v);
+        }
+    }
+    xenstore_with(st, 0, |xs| {
+        let i = BackendInfo::read(xs, DIR).unwrap();
+        assert_eq!(i.sectors, 131072);
+        assert_eq!(i.discard.map(|d| d.secure), Some(false));
+        assert_eq!(
+            BackendInfo::read(xs, "/local/domain/0/backend/vbd/5/1"),
+            Err(BlkError::Missing {
+                path: "/local/domain/0/backend/vbd/5/1/sector-size".into()
+            })
+        );
+    });
+}
+
+// --------------------------------------------------------------- planner
+
+fn limits(sector_size: u32, max_segments: u32, disk_sectors: u64) -> IoLimits {
+    IoLimits {
+        sector_size,
+        disk_sectors,
+        max_segments,
+        read_only: false,
+        flush: true,
+        discard: true,
+    }
+}
+
+/// `(operation, sector, [(gref, first_sect, last_sect)])`.
+type Parsed = (u8, u64, Vec<(u32, u8, u8)>);
+
+/// One request as Linux 6.1 blkback sees it after `dispatch_rw_block_io`
+/// / `xen_blkbk_parse_indirect`: decoded from the slot bytes (and the
+/// indirect pages), every check it makes applied. Returns
+/// `(operation, sector, [(gref, first, last)])`.
+fn blkback_parse(
+    slot: BlkifRequest,
+    indirect_pages: &[SharedMem<'_>],
+    sector_size: u32,
+    disk_sectors: u64,
+    max_indirect: usize,
+) -> Result<Parsed, &'static str> {
+    let mut words = [0u64; SLOT_SIZE / 8];
+    let m = SharedMem::from_words(&mut words);
+    m.write(0, slot);
+    let (op, sector, segs) = if slot.operation == BLKIF_OP_INDIRECT {
+        let r: BlkifRequestIndirect = m.read(0);
+        let n = usize::from(r.nr_segments);
+        if n == 0 || n > max_indirect {
+            return Err("bad indirect nseg");
+        }
+        let pages = crate::xen_abi::blkif::indirect_pages(n);
+        if pages != indirect_pages.len() {
+            return Err("indirect pages");
+        }
+        let mut segs = Vec::new();
+        for i in 0..n {
+            let s: BlkifRequestSegment =
+                indirect_pages[i / SEGS_PER_INDIRECT_FRAME].read((i % SEGS_PER_INDIRECT_FRAME) * 8);
+            segs.push((s.gref, s.first_sect, s.last_sect));
+        }
+        assert!(r.indirect_grefs[pages..].iter().all(|&g| g == 0));
+        (r.indirect_op, r.sector_number, segs)
+    } else {
+        let r: BlkifRequest = m.read(0);
+        let n = usize::from(r.nr_segments);
+        if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            return Err("bad nseg");
+        }
+        let segs = r.seg[..n]
+            .iter()
+            .map(|s| (s.gref, s.first_sect, s.last_sect))
+            .collect();
+        (r.operation, r.sector_number, segs)
+    };
+    let per = u64::from(sector_size / 512);
+    let mut nr_sects = 0u64;
+    for &(_, first, last) in &segs {
+        if last >= SECTORS_PER_PAGE || last < first {
+            return Err("first_sect/last_sect");
+        }
+        let nsec = u64::from(last - first) + 1;
+        if (sector | nsec) & (per - 1) != 0 {
+            return Err("Misaligned I/O request");
+        }
+        nr_sects += nsec;
+    }
+    if sector + nr_sects > disk_sectors {
+        return Err("access beyond end of device");
+    }
+    Ok((op, sector, segs))
+}
+
+/// Checks one plan against the I/O it came from; returns the total
+/// segments.
+fn check_plan(plan: &[Planned], offset: u64, len: u64, buf_offset: usize, l: &IoLimits) -> usize {
+    let per = u64::from(l.sector_size / 512);
+    let max = l.max_segments as usize;
+    let mut io = 0u64;
+    // Absolute buffer byte where the next segment must start.
+    let mut at = buf_offset as u64;
+    let mut nsegs = 0;
+    for (k, r) in plan.iter().enumerate() {
+        assert_eq!(r.io_offset, io, "requests are contiguous");
+        assert_eq!(r.sector * 512, offset + io);
+        assert_eq!(r.sector % per, 0);
+        assert!(!r.segments.is_empty() && r.segments.len() <= max);
+        if k + 1 < plan.len() {
+            assert_eq!(r.segments.len(), max, "requests are as large as allowed");
+        }
+        assert_eq!(r.is_indirect(), r.segments.len() > 11);
+        let mut bytes = 0u64;
+        for s in &r.segments {
+            assert!(s.first_sect <= s.last_sect && s.last_sect <= 7);
+            assert_eq!(u64::from(s.last_sect - s.first_sect + 1) % per, 0);
+            // The segments tile the buffer exactly, in order.
+            assert_eq!(
+                u64::from(s.page) * 4096 + s.page_offset() as u64,
+                at,
+                "segment starts where the last ended"
+            );
+            at += s.bytes() as u64;
+            bytes += s.bytes() as u64;
+        }
+        assert_eq!(bytes, r.len);
+        io += r.len;
+        nsegs += r.segments.len();
+    }
+    assert_eq!(io, len, "the requests cover the I/O");
+    assert_eq!(at, buf_offset as u64 + len);
+    // As few segments as page boundaries allow.
+    let pages = (buf_offset as u64 + len).div_ceil(4096) - buf_offset as u64 / 4096;
+    assert_eq!(nsegs as u64, if len == 0 { 0 } else { pages });
+    nsegs
+}
+
+/// Encodes a plan's requests the way the guest side will (direct ones
+/// into the slot, indirect ones into the slot and indirect pages, page `p`
+/// granted as `1000 + p`, indirect page `j` as `9000 + j`) and parses them
+/// back as blkback does.
+fn encode_and_parse(plan: &[Planned], op: Op, l: &IoLimits) {
+    let ind = TestPages::new(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
+    for (n, r) in plan.iter().enumerate() {
+        let id = n as u64 * 3 + 1;
+        let gref = |p: u32| 1000 + p;
+        let (slot, pages) = if r.is_indirect() {
+            assert!(r.direct(op, id, 7, gref).is_none());
+            let np = r.indirect_pages();
+            let grefs: Vec<u32> = (0..np as u32).map(|j| 9000 + j).collect();
+            assert!(r.indirect(op, id, 7, &grefs[1..]).is_none());
+            let req = r.indirect(op, id, 7, &grefs).unwrap();
+            assert_eq!(
+                (req.id, req.handle, req.nr_segments),
+                (id, 7, r.segments.len() as u16)
+            );
+            let views: Vec<SharedMem<'_>> = (0..np)
+                .map(|j| ind.mem().sub(j * 4096, 4096).unwrap())
+                .collect();
+            assert!(!r.write_indirect_segments(&views[1..], gref));
+            assert!(r.write_indirect_segments(&views, gref));
+            (req.to_slot(), views)
+        } else {
+            assert!(r.indirect(op, id, 7, &[]).is_none());
+            let req = r.direct(op, id, 7, gref).unwrap();
+            assert_eq!((req.id, req.handle), (id, 7));
+            (req, Vec::new())
+        };
+        let (got_op, sector, segs) = blkback_parse(
+            slot,
+            &pages,
+            l.sector_size,
+            l.disk_sectors,
+            MAX_INDIRECT_SEGMENTS as usize,
+        )
+        .unwrap_or_else(|e| panic!("blkback rejects request {n}: {e}: {r:?}"));
+        assert_eq!(got_op, op.blkif());
+        assert_eq!(sector, r.sector);
+        let want: Vec<(u32, u8, u8)> = r
+            .segments
+            .iter()
+            .map(|s| (1000 + s.page, s.first_sect, s.last_sect))
+            .collect();
+        assert_eq!(segs, want);
+    }
+}
+
+#[test]
+fn planner_properties() {
+    let mut plans = 0;
+    let mut indirect = 0;
+    for ss in [512u32, 1024, 2048, 4096] {
+        let disk = 64 << 11; // 64 MiB in 512-byte sectors
+        for max in [11u32, 12, 32, 256] {
+            let l = limits(ss, max, disk);
+            let ssz = u64::from(ss);
+            let buf_offsets: Vec<usize> =
+                (0..4096 / ss as usize).map(|i| i * ss as usize).collect();
+            let offsets = [0, ssz, 7 * ssz, 4096 * 3, (disk * 512) / 2 + ssz];
+            let mut lens: Vec<u64> = (1..=40).map(|i| i * ssz).collect();
+            lens.extend([4096 * 11, 4096 * 11 + ssz, 4096 * 256, 4096 * 256 + ssz]);
+            lens.extend([1 << 20, (1 << 20) + 4096 * 11, 3 << 20]);
+            for &bo in &buf_offsets {
+                for &off in &offsets {
+                    for &len in &lens {
+                        let plan = plan_io(Op::Read, off, len, bo, &l).unwrap();
+                        check_plan(&plan, off, len, bo, &l);
+                        plans += 1;
+                        indirect += plan.iter().filter(|r| r.is_indirect()).count();
+                        // Encoding every request of every plan is slow;
+                        // a sample of them goes through the blkback model.
+                        if plans % 7 == 0 || len >= 1 << 20 {
+                            encode_and_parse(&plan, Op::Write, &l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        plans > 5000 && indirect > 1000,
+        "{plans} plans, {indirect} indirect"
+    );
+}
+
+#[test]
+fn planner_examples() {
+    let l = limits(512, 11, 1 << 20);
+    // One sector at 512: one request, one segment, sector 1 of page 0.
+    let p = plan_io(Op::Read, 512, 512, 0, &l).unwrap();
+    assert_eq!(
+        p,
+        vec![Planned {
+            sector: 1,
+            io_offset: 0,
+            len: 512,
+            segments: vec![Segment {
+                page: 0,
+                first_sect: 0,
+                last_sect: 0
+            }],
+        }]
+    );
+    // 8 KiB starting at 3584 in the buffer page: 3 segments.
+    let p = plan_io(Op::Read, 0, 8192, 3584, &l).unwrap();
+    assert_eq!(
+        p[0].segments,
+        vec![
+            Segment {
+                page: 0,
+                first_sect: 7,
+                last_sect: 7
+            },
+            Segment {
+                page: 1,
+                first_sect: 0,
+                last_sect: 7
+            },
+            Segment {
+                page: 2,
+                first_sect: 0,
+                last_sect: 6
+            },
+        ]
+    );
+    // 1 MiB page-aligned with 256 indirect segments: one request, one
+    // indirect page; with 11: 24 requests (23 × 44 KiB + 12 KiB).
+    let p = plan_io(Op::Write, 0, 1 << 20, 0, &limits(512, 256, 1 << 20)).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].indirect_pages(), 1);
+    let p = plan_io(Op::Write, 0, 1 << 20, 0, &l).unwrap();
+    assert_eq!(p.len(), 24);
+    assert_eq!(p[23].len, 12288);
+    assert_eq!(p[23].sector, 23 * 88);
+    // Nothing to do.
+    assert_eq!(plan_io(Op::Read, 0, 0, 0, &l), Ok(vec![]));
+}
+
+#[test]
+fn planner_refusals() {
+    let l = limits(4096, 11, 1024); // 512 KiB, 4K sectors
+    for (off, len, bo) in [
+        (512u64, 4096u64, 0usize),
+        (0, 512, 0),
+        (0, 4096, 512),
+        (0, 4096, 4096),
+        (4095, 4096, 0),
+    ] {
+        assert_eq!(
+            plan_io(Op::Read, off, len, bo, &l),
+            Err(BlkError::Misaligned {
+                offset: off,
+                len,
+                buf_offset: bo,
+                sector_size: 4096
+            })
+        );
+    }
+    assert!(plan_io(Op::Read, 512 * 1024 - 4096, 4096, 0, &l).is_ok());
+    for (off, len) in [
+        (512 * 1024 - 4096, 8192u64),
+        (512 * 1024, 4096),
+        (u64::MAX - 4095, 8192),
+    ] {
+        assert_eq!(
+            plan_io(Op::Read, off, len, 0, &l),
+            Err(BlkError::BeyondEnd {
+                offset: off,
+                len,
+                disk_bytes: 512 * 1024
+            })
+        );
+    }
+    let ro = IoLimits {
+        read_only: true,
+        ..l
+    };
+    assert_eq!(plan_io(Op::Write, 0, 4096, 0, &ro), Err(BlkError::ReadOnly));
+    assert!(plan_io(Op::Read, 0, 4096, 0, &ro).is_ok());
+    assert_eq!(
+        plan_discard(0, 4096, false, 1, 2, &ro),
+        Err(BlkError::ReadOnly)
+    );
+}
+
+#[test]
+fn flush_and_discard() {
+    let l = limits(512, 11, 2048);
+    let f = flush_request(5, 51712, &l).unwrap();
+    assert_eq!(
+        (f.operation, f.nr_segments, f.id, f.handle, f.sector_number),
+        (BLKIF_OP_FLUSH_DISKCACHE, 0, 5, 51712, 0)
+    );
+    let d = plan_discard(4096, 8192, true, 6, 51712, &l).unwrap();
+    assert_eq!(
+        (d.operation, d.flag, d.id, d.sector_number, d.nr_sectors),
+        (BLKIF_OP_DISCARD, BLKIF_DISCARD_SECURE, 6, 8, 16)
+    );
+    assert_eq!(plan_discard(0, 512, false, 1, 1, &l).unwrap().flag, 0);
+    assert!(matches!(
+        plan_discard(0, 2048 * 512 + 512, false, 1, 1, &l),
+        Err(BlkError::BeyondEnd { .. })
+    ));
+    let none = IoLimits {
+        flush: false,
+        discard: false,
+        ..l
+    };
+    assert!(matches!(
+        flush_request(1, 1, &none),
+        Err(BlkError::NotSupported(_))
+    ));
+    assert!(matches!(
+        plan_discard(0, 512, false, 1, 1, &none),
+        Err(BlkError::NotSupported(_))
+    ));
+}
+
+// ---------------------------------------------------------- outstanding
+
+fn rsp(id: u64, operation: u8, status: i16) -> BlkifResponse {
+    BlkifResponse {
+        id,
+        operation,
+        status,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn outstanding_ids_free_list_and_full() {
+    let mut t = Outstanding::new(32);
+    let mut ids = HashSet::new();
+    for i in 0..32u32 {
+        let id = t.insert(BLKIF_OP_READ, false, i).unwrap();
+        assert!(ids.insert(id));
+    }
+    assert!(t.is_full());
+    assert_eq!(t.insert(BLKIF_OP_READ, false, 99), None);
+    assert_eq!(t.in_flight(), 32);
+    // Complete every other one, then reuse: new ids, never seen before.
+    let v: Vec<u64> = ids.iter().copied().collect();
+    for &id in v.iter().step_by(2) {
+        let c = t.complete(rsp(id, BLKIF_OP_READ, BLKIF_RSP_OKAY)).unwrap();
+        assert_eq!((c.id, c.status), (id, Status::Okay));
+    }
+    assert_eq!(t.in_flight(), 16);
+    for _ in 0..16 {
+        let id = t.insert(BLKIF_OP_WRITE, false, 0).unwrap();
+        assert!(ids.insert(id), "id {id:#x} reused");
+    }
+    assert!(t.is_full());
+    let drained = t.drain();
+    assert_eq!(drained.len(), 32);
+    assert_eq!(t.in_flight(), 0);
+    assert!(t.drain().is_empty());
+}
+
+#[test]
+fn outstanding_rejects_bad_responses() {
+    let mut t = Outstanding::new(4);
+    let a = t.insert(BLKIF_OP_WRITE, false, "a").unwrap();
+    let b = t.insert(BLKIF_OP_READ, true, "b").unwrap();
+    let f = t.insert(BLKIF_OP_FLUSH_DISKCACHE, false, "f").unwrap();
+    // Ids out of the table, or of a generation never issued.
+    for id in [4u64, u64::from(u32::MAX), 1 << 32, a | (5 << 32), u64::MAX] {
+        assert_eq!(
+            t.complete(rsp(id, BLKIF_OP_WRITE, 0)),
+            Err(BlkError::UnknownId(id))
+        );
+    }
+    // A free slot's current generation: never issued either.
+    assert_eq!(
+        t.complete(rsp(3, BLKIF_OP_READ, 0)),
+        Err(BlkError::UnknownId(3))
+    );
+    // Operation not echoed.
+    assert_eq!(
+        t.complete(rsp(a, BLKIF_OP_READ, 0)),
+        Err(BlkError::WrongOperation {
+            id: a,
+            got: BLKIF_OP_READ,
+            want: BLKIF_OP_WRITE
+        })
+    );
+    assert_eq!(
+        t.complete(rsp(a, BLKIF_OP_INDIRECT, 0)),
+        Err(BlkError::WrongOperation {
+            id: a,
+            got: BLKIF_OP_INDIRECT,
+            want: BLKIF_OP_WRITE
+        }),
+        "INDIRECT only for an indirect request"
+    );
+    assert!(matches!(
+        t.complete(rsp(b, BLKIF_OP_WRITE, 0)),
+        Err(BlkError::WrongOperation { .. })
+    ));
+    // Statuses outside blkif.h's three.
+    for s in [1i16, -3, i16::MIN, i16::MAX] {
+        let e = t.complete(rsp(f, BLKIF_OP_FLUSH_DISKCACHE, s)).unwrap_err();
+        assert_eq!(e, BlkError::BadStatus { id: f, status: s });
+        assert!(e.disconnects());
+    }
+    // Nothing was freed by the bad responses.
+    assert_eq!(t.in_flight(), 3);
+    // The right responses: indirect answered with the inner op (Linux
+    // blkback) — and, for another one, with BLKIF_OP_INDIRECT.
+    let c = t.complete(rsp(b, BLKIF_OP_READ, BLKIF_RSP_ERROR)).unwrap();
+    assert_eq!(
+        (c.data, c.status, c.operation),
+        ("b", Status::Error, BLKIF_OP_READ)
+    );
+    let b2 = t.insert(BLKIF_OP_READ, true, "b2").unwrap();
+    assert_ne!(b2, b);
+    assert_eq!(
+        t.complete(rsp(b2, BLKIF_OP_INDIRECT, 0)).unwrap().data,
+        "b2"
+    );
+    let c = t
+        .complete(rsp(f, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_RSP_EOPNOTSUPP))
+        .unwrap();
+    assert_eq!(c.status, Status::NotSupported);
+    // Answered already: a duplicate, whether or not the slot is reused.
+    assert_eq!(
+        t.complete(rsp(f, BLKIF_OP_FLUSH_DISKCACHE, 0)),
+        Err(BlkError::Duplicate(f))
+    );
+    assert_eq!(
+        t.complete(rsp(b, BLKIF_OP_READ, 0)),
+        Err(BlkError::Duplicate(b))
+    );
+    assert_eq!(t.complete(rsp(a, BLKIF_OP_WRITE, 0)).unwrap().data, "a");
+    assert_eq!(t.in_flight(), 0);
+    for e in [
+        BlkError::UnknownId(1),
+        BlkError::Duplicate(1),
+        BlkError::Ring(RingError::Full),
+    ] {
+        assert!(e.disconnects());
+    }
+    assert!(!BlkError::ReadOnly.disconnects());
+    assert_eq!(
+        format!("{}", BlkError::UnknownId(0xfffffef4)),
+        "blkfront: bad response: unknown id 0xfffffef4"
+    );
+}
+
+#[test]
+fn outstanding_random_order() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut rnd = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut t = Outstanding::new(512);
+    let mut live: Vec<(u64, u8, u64)> = Vec::new();
+    let mut next = 0u64;
+    let mut done = HashSet::new();
+    for _ in 0..100_000 {
+        if rnd(2) == 0 && !t.is_full() {
+            let op = [BLKIF_OP_READ, BLKIF_OP_WRITE][rnd(2) as usize];
+            let id = t.insert(op, false, next).unwrap();
+            assert!(!live.iter().any(|l| l.0 == id));
+            live.push((id, op, next));
+            next += 1;
+        } else if !live.is_empty() {
+            let (id, op, data) = live.swap_remove(rnd(live.len() as u64) as usize);
+            assert_eq!(t.complete(rsp(id, op, 0)).unwrap().data, data);
+            done.insert(id);
+            // A replay of any completed id is refused.
+            let old = *done.iter().next().unwrap();
+            if !live.iter().any(|l| l.0 == old) {
+                assert!(t.complete(rsp(old, op, 0)).is_err());
+            }
+        }
+        assert_eq!(t.in_flight() as usize, live.len());
+    }
+}
+
+// ------------------------------------------------------ over a real ring
+
+/// A blkback model on a BackRing: parses each request as blkback does,
+/// answers OKAY (with the inner op for indirect ones), or a bad id when
+/// told to.
+fn serve(
+    back: &mut BackRing<'_, BlkifRequest, BlkifResponse>,
+    ind: &TestPages,
+    l: &IoLimits,
+    bad_id: bool,
+) -> usize {
+    let mut n = 0;
+    while let Some(req) = back.take_request().unwrap() {
+        let indirect = req.operation == BLKIF_OP_INDIRECT;
+        let views: Vec<SharedMem<'_>> = if indirect {
+            vec![ind.mem().sub(0, 4096).unwrap()]
+        } else {
+            vec![]
+        };
+        let (op, _, _) = blkback_parse(req, &views, l.sector_size, l.disk_sectors, 256).unwrap();
+        let id = if bad_id { req.id ^ 0xdead } else { req.id };
+        back.push_response(rsp(id, op, BLKIF_RSP_OKAY)).unwrap();
+        n += 1;
+    }
+    back.push_responses_and_check_notify();
+    n
+}
+
+#[test]
+fn pieces_together_over_a_ring() {
+    let info = parse(&linux_keys()).unwrap();
+    let l = info.limits();
+    let ring_page = TestPages::new(1);
+    let ind = TestPages::new(1);
+    let mut front = FrontRing::<BlkifRequest, BlkifResponse>::init_shared(ring_page.mem()).unwrap();
+    let mut back = BackRing::<BlkifRequest, BlkifResponse>::attach(ring_page.mem()).unwrap();
+    let mut table = Outstanding::new(front.nr_ents());
+    assert_eq!(table.capacity(), 32);
+    // A 1 MiB write at 4 KiB (one indirect request), then a 20 KiB read
+    // at 512 (direct), then a flush.
+    let mut sent = Vec::new();
+    for (op, off, len) in [(Op::Write, 4096u64, 1u64 << 20), (Op::Read, 512, 20480)] {
+        for r in plan_io(op, off, len, 0, &l).unwrap() {
+            let id = table.insert(op.blkif(), r.is_indirect(), r.sector).unwrap();
+            let slot = if r.is_indirect() {
+                assert!(r.write_indirect_segments(&[ind.mem()], |p| p + 100));
+                r.indirect(op, id, 51712, &[77]).unwrap().to_slot()
+            } else {
+                r.direct(op, id, 51712, |p| p + 100).unwrap()
+            };
+            front.push_request(slot).unwrap();
+            sent.push(id);
+        }
+    }
+    let id = table.insert(BLKIF_OP_FLUSH_DISKCACHE, false, 0).unwrap();
+    front
+        .push_request(flush_request(id, 51712, &l).unwrap())
+        .unwrap();
+    sent.push(id);
+    front.push_requests_and_check_notify();
+    // The flush has no segments; the model takes it like a read of none.
+    let mut n = 0;
+    while let Some(req) = back.take_request().unwrap() {
+        if req.operation == BLKIF_OP_FLUSH_DISKCACHE {
+            assert_eq!(req.nr_segments, 0);
+            back.push_response(rsp(req.id, req.operation, 0)).unwrap();
+        } else {
+            let indirect = req.operation == BLKIF_OP_INDIRECT;
+            let views = if indirect { vec![ind.mem()] } else { vec![] };
+            let (op, _, segs) = blkback_parse(req, &views, 512, l.disk_sectors, 256).unwrap();
+            assert!(segs.iter().all(|s| s.0 >= 100));
+            back.push_response(rsp(req.id, op, 0)).unwrap();
+        }
+        n += 1;
+    }
+    back.push_responses_and_check_notify();
+    assert_eq!(n, sent.len());
+    let mut got = Vec::new();
+    while let Some(r) = front.take_response().unwrap() {
+        let c = table.complete(r).unwrap();
+        assert_eq!(c.status, Status::Okay);
+        got.push(c.id);
+    }
+    assert_eq!(got, sent);
+    assert_eq!(table.in_flight(), 0);
+
+    // A backend that answers with an id we never issued: a typed error
+    // that disconnects; the request is still in the table to be failed.
+    let r = &plan_io(Op::Read, 0, 4096, 0, &l).unwrap()[0];
+    let id = table.insert(BLKIF_OP_READ, false, 1).unwrap();
+    front
+        .push_request(r.direct(Op::Read, id, 1, |p| p).unwrap())
+        .unwrap();
+    front.push_requests_and_check_notify();
+    assert_eq!(serve(&mut back, &ind, &l, true), 1);
+    let bad = front.take_response().unwrap().unwrap();
+    let e = table.complete(bad).unwrap_err();
+    assert_eq!(e, BlkError::UnknownId(id ^ 0xdead));
+    assert!(e.disconnects());
+    assert_eq!(table.drain(), vec![(id, BLKIF_OP_READ, 1)]);
+}
