@@ -7,6 +7,9 @@
 //! * [`BackendInfo`] — the backend's keys (`sectors`, `sector-size`,
 //!   `info`, `feature-*`, `max-ring-page-order`, …), each validated
 //!   strictly; an error names the key and the value.
+//! * [`connect_keys`] — the frontend's connection keys (one or several
+//!   queues, one page or `ring-page-order` pages) for the one-transaction
+//!   [`write_keys`](crate::xenbus::write_keys).
 //! * [`plan_io`] — splits a sector-aligned read or write into requests of
 //!   at most [`IoLimits::max_segments`] segments over 4 KiB buffer pages
 //!   ([`Planned`]), direct (≤ 11 segments) or indirect (≤ 256);
@@ -54,7 +57,7 @@ use crate::xen_abi::blkif::{
     BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, SECTOR_UNIT, SEGS_PER_INDIRECT_FRAME,
     VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE,
 };
-use crate::xenbus::parse_canonical_decimal;
+use crate::xenbus::{parse_canonical_decimal, Keys, XenbusState};
 use crate::xenstore::{self, TxId, XenStore, XsError, XsTransport};
 
 /// Most segments we put in one indirect request: Linux blkback's
@@ -97,6 +100,9 @@ pub enum BlkError {
         /// The key.
         path: String,
     },
+    /// Our connection parameters do not fit what the backend offers (ring
+    /// order, queue count, ring references).
+    Config(&'static str),
     /// A backend key's value is not what the protocol allows.
     BadValue {
         /// The key.
@@ -190,6 +196,7 @@ impl fmt::Display for BlkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlkError::Missing { path } => write!(f, "blkfront: backend key {path} missing"),
+            BlkError::Config(why) => write!(f, "blkfront: cannot connect: {why}"),
             BlkError::BadValue {
                 path,
                 value,
@@ -430,6 +437,93 @@ impl BackendInfo {
             discard: self.discard.is_some(),
         }
     }
+}
+
+// ------------------------------------------------------------ connection
+
+/// One queue's ring as the frontend set it up: the grant references of
+/// its `1 << order` pages, in order, and its event channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueRing<'r> {
+    /// `ring-ref` / `ring-ref0..`: the ring pages' grants.
+    pub ring_refs: &'r [u32],
+    /// `event-channel`: the port allocated for the backend.
+    pub event_channel: u32,
+}
+
+/// The frontend keys of a connection (blkif.h node docs; Linux 6.1
+/// `talk_to_blkback` / `write_per_ring_nodes`, read back by blkback's
+/// `connect_ring` / `read_per_ring_refs`), with our `state` last, for
+/// [`write_keys`](crate::xenbus::write_keys):
+///
+/// * order 0: `ring-ref`; order n > 0: `ring-page-order` = n and
+///   `ring-ref0..ring-ref{2^n-1}` (blkback takes any `ring-page-order`,
+///   even 0, as "numbered refs", so a stale one is removed for order 0);
+///   n must be ≤ the backend's `max-ring-page-order` and
+///   [`MAX_RING_PAGE_ORDER`];
+/// * one queue: `event-channel` and the refs in the device directory;
+///   several (≤ `multi-queue-max-queues`): `multi-queue-num-queues` and
+///   `queue-<i>/{ring-ref…, event-channel}`, `ring-page-order` staying at
+///   the top;
+/// * `protocol` = `x86_64-abi`, `feature-persistent` = 0/1.
+pub fn connect_keys(
+    info: &BackendInfo,
+    order: u32,
+    queues: &[QueueRing<'_>],
+    persistent: bool,
+    state: XenbusState,
+) -> Result<Keys, BlkError> {
+    if order > MAX_RING_PAGE_ORDER || (order > 0 && order > info.max_ring_page_order) {
+        return Err(BlkError::Config(
+            "ring-page-order above the backend's max-ring-page-order",
+        ));
+    }
+    if queues.is_empty() {
+        return Err(BlkError::Config("no queue"));
+    }
+    if queues.len() as u64 > u64::from(info.max_queues) {
+        return Err(BlkError::Config("more queues than multi-queue-max-queues"));
+    }
+    let pages = 1usize << order;
+    if queues.iter().any(|q| q.ring_refs.len() != pages) {
+        return Err(BlkError::Config("ring references are not 1 << order"));
+    }
+    let mut keys = Keys::new();
+    if order == 0 {
+        keys.remove("ring-page-order");
+    } else {
+        keys.set_u64("ring-page-order", u64::from(order));
+    }
+    let multi = queues.len() > 1;
+    if multi {
+        keys.remove("ring-ref")
+            .remove("event-channel")
+            .set_u64("multi-queue-num-queues", queues.len() as u64);
+    } else {
+        keys.remove("multi-queue-num-queues");
+    }
+    if order > 0 && !multi {
+        keys.remove("ring-ref");
+    }
+    for (i, q) in queues.iter().enumerate() {
+        let dir = if multi {
+            format!("queue-{i}/")
+        } else {
+            String::new()
+        };
+        if order == 0 {
+            keys.set_u64(&format!("{dir}ring-ref"), u64::from(q.ring_refs[0]));
+        } else {
+            for (j, r) in q.ring_refs.iter().enumerate() {
+                keys.set_u64(&format!("{dir}ring-ref{j}"), u64::from(*r));
+            }
+        }
+        keys.set_u64(&format!("{dir}event-channel"), u64::from(q.event_channel));
+    }
+    keys.set("protocol", PROTOCOL.as_bytes())
+        .set("feature-persistent", if persistent { b"1" } else { b"0" })
+        .set_state(state);
+    Ok(keys)
 }
 
 // ---------------------------------------------------------------- requests

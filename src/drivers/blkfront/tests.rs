@@ -799,3 +799,139 @@ fn pieces_together_over_a_ring() {
     assert!(e.disconnects());
     assert_eq!(table.drain(), vec![(id, BLKIF_OP_READ, 1)]);
 }
+
+// ------------------------------------------------------------ connection
+
+/// What Linux blkback's `connect_ring` / `read_per_ring_refs` read back
+/// from the frontend directory: (order, [(refs, port)], protocol,
+/// persistent).
+fn blkback_connect_ring(
+    get: impl Fn(&str) -> Option<Vec<u8>>,
+) -> (u32, Vec<(Vec<u32>, u32)>, String, bool) {
+    let num =
+        |k: &str| -> Option<u32> { get(k).map(|v| String::from_utf8(v).unwrap().parse().unwrap()) };
+    let (pages, multi_ref, order) = match num("ring-page-order") {
+        None => (1, false, 0),
+        Some(o) => (1 << o, true, o),
+    };
+    let nq = num("multi-queue-num-queues").unwrap_or(1);
+    let mut queues = Vec::new();
+    for q in 0..nq {
+        let dir = if nq > 1 {
+            format!("queue-{q}/")
+        } else {
+            String::new()
+        };
+        let port = num(&format!("{dir}event-channel")).unwrap();
+        let refs = (0..pages)
+            .map(|i| {
+                let k = if multi_ref {
+                    format!("{dir}ring-ref{i}")
+                } else {
+                    format!("{dir}ring-ref")
+                };
+                num(&k).unwrap()
+            })
+            .collect();
+        queues.push((refs, port));
+    }
+    let proto = String::from_utf8(get("protocol").unwrap()).unwrap();
+    (order, queues, proto, num("feature-persistent") == Some(1))
+}
+
+#[test]
+fn connection_keys() {
+    use crate::xenbus::fake::{xenstore_with, FakeStore};
+    use crate::xenbus::{write_keys, XenbusState, MAX_TX_ATTEMPTS};
+    let info = parse(&linux_keys()).unwrap();
+    let refs: Vec<u32> = (100..164).collect();
+    let fe = "device/vbd/51712";
+    let cases: Vec<(u32, usize)> = vec![(0, 1), (2, 1), (4, 1), (0, 2), (1, 2), (4, 2)];
+    // Each case written over the previous one's keys (a reconnect with
+    // other parameters): stale keys must not mislead the backend.
+    let mut st = FakeStore::default();
+    st.put(&format!("{fe}/ring-page-order"), b"3");
+    st.put(&format!("{fe}/multi-queue-num-queues"), b"4");
+    let mut store = Some(st);
+    for (order, nq) in cases {
+        let pages = 1usize << order;
+        let queues: Vec<QueueRing<'_>> = (0..nq)
+            .map(|q| QueueRing {
+                ring_refs: &refs[q * pages..(q + 1) * pages],
+                event_channel: 7 + q as u32,
+            })
+            .collect();
+        let keys = connect_keys(&info, order, &queues, true, XenbusState::Initialised).unwrap();
+        assert_eq!(keys.writes().last(), Some(("state", &b"3"[..])));
+        xenstore_with(store.take().unwrap(), 1, |xs| {
+            assert_eq!(write_keys(xs, fe, &keys, MAX_TX_ATTEMPTS), Ok(2));
+            let st = &xs.transport().store;
+            let (o, qs, proto, persistent) =
+                blkback_connect_ring(|k| st.get(&format!("{fe}/{k}")).map(|v| v.to_vec()));
+            assert_eq!((o, proto.as_str(), persistent), (order, "x86_64-abi", true));
+            let want: Vec<(Vec<u32>, u32)> = queues
+                .iter()
+                .map(|q| (q.ring_refs.to_vec(), q.event_channel))
+                .collect();
+            assert_eq!(qs, want, "order {order}, {nq} queues");
+            let mut keep = FakeStore::default();
+            keep.tree = st.tree.clone();
+            store = Some(keep);
+        });
+    }
+    // Order 0, one queue: exactly the single-page key set.
+    let k = connect_keys(
+        &info,
+        0,
+        &[QueueRing {
+            ring_refs: &[8],
+            event_channel: 9,
+        }],
+        false,
+        XenbusState::Initialised,
+    )
+    .unwrap();
+    assert_eq!(
+        k.writes().collect::<Vec<_>>(),
+        vec![
+            ("ring-ref", &b"8"[..]),
+            ("event-channel", b"9"),
+            ("protocol", b"x86_64-abi"),
+            ("feature-persistent", b"0"),
+            ("state", b"3"),
+        ]
+    );
+    assert_eq!(
+        k.removes().collect::<Vec<_>>(),
+        vec!["ring-page-order", "multi-queue-num-queues"]
+    );
+}
+
+#[test]
+fn connection_refusals() {
+    let mut small = parse(&linux_keys()).unwrap();
+    small.max_ring_page_order = 0;
+    small.max_queues = 1;
+    let big = parse(&linux_keys()).unwrap();
+    let r = [1u32; 32];
+    let q = |n: usize| QueueRing {
+        ring_refs: &r[..n],
+        event_channel: 1,
+    };
+    let st = XenbusState::Initialised;
+    let err = |info: &BackendInfo, order: u32, qs: &[QueueRing<'_>]| match connect_keys(
+        info, order, qs, false, st,
+    ) {
+        Err(BlkError::Config(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(err(&small, 1, &[q(2)]).contains("max-ring-page-order"));
+    assert!(err(&big, 5, &[q(32)]).contains("max-ring-page-order"));
+    assert!(err(&small, 0, &[q(1), q(1)]).contains("multi-queue-max-queues"));
+    assert!(err(&big, 0, &[q(1), q(1), q(1)]).contains("multi-queue-max-queues"));
+    assert_eq!(err(&big, 0, &[]), "no queue");
+    assert!(err(&big, 2, &[q(4), q(3)]).contains("1 << order"));
+    assert!(err(&big, 0, &[q(2)]).contains("1 << order"));
+    assert!(connect_keys(&small, 0, &[q(1)], true, st).is_ok());
+    assert!(connect_keys(&big, 4, &[q(16), q(16)], true, st).is_ok());
+}
