@@ -247,6 +247,121 @@ impl core::error::Error for BlkError {}
 
 // ---------------------------------------------------------------- features
 
+/// Reads `key`'s value with `get` as a canonical decimal accepted by `ok`
+/// (`None` when absent); anything else names the key and the value.
+fn key_num<'v>(
+    dir: &str,
+    get: &mut impl FnMut(&str) -> Option<&'v [u8]>,
+    key: &str,
+    expected: &'static str,
+    ok: &dyn Fn(u64) -> bool,
+) -> Result<Option<u64>, BlkError> {
+    match get(key) {
+        None => Ok(None),
+        Some(v) => match parse_canonical_decimal(v).filter(|&n| ok(n)) {
+            Some(n) => Ok(Some(n)),
+            None => Err(BlkError::BadValue {
+                path: format!("{dir}/{key}"),
+                value: v.into(),
+                expected,
+            }),
+        },
+    }
+}
+
+/// Reads `keys` below `dir`; absent ones (`ENOENT`) are left out.
+fn read_keys<T: XsTransport>(
+    xs: &mut XenStore<'_, T>,
+    dir: &str,
+    keys: &[&'static str],
+) -> Result<BTreeMap<&'static str, Vec<u8>>, BlkError> {
+    let mut values = BTreeMap::new();
+    for &key in keys {
+        match xs.read(TxId::NONE, &format!("{dir}/{key}")) {
+            Ok(v) => {
+                values.insert(key, v);
+            }
+            Err(xenstore::Error::Xs(XsError::ENOENT)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(values)
+}
+
+/// The backend keys [`RingFeatures::parse`] reads.
+pub const RING_FEATURE_KEYS: [&str; 3] = [
+    "feature-max-indirect-segments",
+    "max-ring-page-order",
+    "multi-queue-max-queues",
+];
+
+/// What the backend offers for the rings, written at probe time, before
+/// `InitWait` (Linux 6.1 blkback `xen_blkbk_probe`; `devices.md` §1): what
+/// the frontend needs to lay out its rings and write its keys, before the
+/// disk's own keys ([`BackendInfo`]) exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingFeatures {
+    /// `feature-max-indirect-segments` (0: no indirect requests).
+    pub max_indirect_segments: u32,
+    /// `max-ring-page-order` (0: one page, `ring-ref`).
+    pub max_ring_page_order: u32,
+    /// `multi-queue-max-queues` (1 when absent; 0 is refused).
+    pub max_queues: u32,
+}
+
+impl RingFeatures {
+    /// Parses [`RING_FEATURE_KEYS`] below `dir` (all optional).
+    pub fn parse<'v>(
+        dir: &str,
+        mut get: impl FnMut(&str) -> Option<&'v [u8]>,
+    ) -> Result<RingFeatures, BlkError> {
+        let u32_max = u64::from(u32::MAX);
+        let mut num = |key: &str, expected: &'static str, ok: &dyn Fn(u64) -> bool| {
+            key_num(dir, &mut get, key, expected, ok)
+        };
+        let max_indirect_segments =
+            num("feature-max-indirect-segments", "a u32", &|n| n <= u32_max)?.unwrap_or(0) as u32;
+        let max_ring_page_order = num("max-ring-page-order", "a ring order up to 20", &|n| {
+            n <= u64::from(MAX_ADVERTISED_RING_PAGE_ORDER)
+        })?
+        .unwrap_or(0) as u32;
+        let max_queues = num("multi-queue-max-queues", "a nonzero u32", &|n| {
+            n != 0 && n <= u32_max
+        })?
+        .unwrap_or(1) as u32;
+        Ok(RingFeatures {
+            max_indirect_segments,
+            max_ring_page_order,
+            max_queues,
+        })
+    }
+
+    /// Reads [`RING_FEATURE_KEYS`] below `dir` and parses them.
+    pub fn read<T: XsTransport>(
+        xs: &mut XenStore<'_, T>,
+        dir: &str,
+    ) -> Result<RingFeatures, BlkError> {
+        let values = read_keys(xs, dir, &RING_FEATURE_KEYS)?;
+        RingFeatures::parse(dir, |k| values.get(k).map(|v| v.as_slice()))
+    }
+
+    /// Segments per request we use: up to [`MAX_INDIRECT_SEGMENTS`] when
+    /// the backend takes more than 11 indirect ones (Linux blkfront uses
+    /// indirect requests only then), else 11.
+    pub fn max_segments(&self) -> u32 {
+        if self.max_indirect_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 {
+            self.max_indirect_segments.min(MAX_INDIRECT_SEGMENTS)
+        } else {
+            BLKIF_MAX_SEGMENTS_PER_REQUEST as u32
+        }
+    }
+
+    /// The ring order to use, given ours at most `want`.
+    pub fn ring_page_order(&self, want: u32) -> u32 {
+        want.min(self.max_ring_page_order).min(MAX_RING_PAGE_ORDER)
+    }
+}
+
 /// Discard parameters (`feature-discard` = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Discard {
@@ -301,16 +416,8 @@ impl BackendInfo {
         dir: &str,
         mut get: impl FnMut(&str) -> Option<&'v [u8]>,
     ) -> Result<BackendInfo, BlkError> {
-        let mut num = |key: &str, expected: &'static str, ok: &dyn Fn(u64) -> bool| match get(key) {
-            None => Ok(None),
-            Some(v) => match parse_canonical_decimal(v).filter(|&n| ok(n)) {
-                Some(n) => Ok(Some(n)),
-                None => Err(BlkError::BadValue {
-                    path: format!("{dir}/{key}"),
-                    value: v.into(),
-                    expected,
-                }),
-            },
+        let mut num = |key: &str, expected: &'static str, ok: &dyn Fn(u64) -> bool| {
+            key_num(dir, &mut get, key, expected, ok)
         };
         let missing = |key: &str| BlkError::Missing {
             path: format!("{dir}/{key}"),
@@ -352,16 +459,7 @@ impl BackendInfo {
             &|n| n <= u32_max && (granularity == 0 || n < granularity),
         )?
         .unwrap_or(0);
-        let max_indirect_segments =
-            num("feature-max-indirect-segments", "a u32", &|n| n <= u32_max)?.unwrap_or(0) as u32;
-        let max_ring_page_order = num("max-ring-page-order", "a ring order up to 20", &|n| {
-            n <= u64::from(MAX_ADVERTISED_RING_PAGE_ORDER)
-        })?
-        .unwrap_or(0) as u32;
-        let max_queues = num("multi-queue-max-queues", "a nonzero u32", &|n| {
-            n != 0 && n <= u32_max
-        })?
-        .unwrap_or(1) as u32;
+        let ring = RingFeatures::parse(dir, &mut get)?;
         Ok(BackendInfo {
             sectors,
             sector_size,
@@ -375,9 +473,9 @@ impl BackendInfo {
                 secure,
             }),
             persistent,
-            max_indirect_segments,
-            max_ring_page_order,
-            max_queues,
+            max_indirect_segments: ring.max_indirect_segments,
+            max_ring_page_order: ring.max_ring_page_order,
+            max_queues: ring.max_queues,
         })
     }
 
@@ -387,17 +485,17 @@ impl BackendInfo {
         xs: &mut XenStore<'_, T>,
         dir: &str,
     ) -> Result<BackendInfo, BlkError> {
-        let mut values = BTreeMap::new();
-        for key in BACKEND_KEYS {
-            match xs.read(TxId::NONE, &format!("{dir}/{key}")) {
-                Ok(v) => {
-                    values.insert(key, v);
-                }
-                Err(xenstore::Error::Xs(XsError::ENOENT)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let values = read_keys(xs, dir, &BACKEND_KEYS)?;
         BackendInfo::parse(dir, |k| values.get(k).map(|v| v.as_slice()))
+    }
+
+    /// The ring features among the keys.
+    pub fn ring_features(&self) -> RingFeatures {
+        RingFeatures {
+            max_indirect_segments: self.max_indirect_segments,
+            max_ring_page_order: self.max_ring_page_order,
+            max_queues: self.max_queues,
+        }
     }
 
     /// `info` has `VDISK_READONLY`.
@@ -410,20 +508,14 @@ impl BackendInfo {
         self.sectors * SECTOR_UNIT
     }
 
-    /// Segments per request we use: up to [`MAX_INDIRECT_SEGMENTS`] when
-    /// the backend takes more than 11 indirect ones (Linux blkfront uses
-    /// indirect requests only then), else 11.
+    /// Segments per request we use ([`RingFeatures::max_segments`]).
     pub fn max_segments(&self) -> u32 {
-        if self.max_indirect_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 {
-            self.max_indirect_segments.min(MAX_INDIRECT_SEGMENTS)
-        } else {
-            BLKIF_MAX_SEGMENTS_PER_REQUEST as u32
-        }
+        self.ring_features().max_segments()
     }
 
-    /// The ring order to use, given ours at most `want`.
+    /// The ring order to use ([`RingFeatures::ring_page_order`]).
     pub fn ring_page_order(&self, want: u32) -> u32 {
-        want.min(self.max_ring_page_order).min(MAX_RING_PAGE_ORDER)
+        self.ring_features().ring_page_order(want)
     }
 
     /// The limits [`plan_io`] works to.
@@ -467,7 +559,7 @@ pub struct QueueRing<'r> {
 ///   the top;
 /// * `protocol` = `x86_64-abi`, `feature-persistent` = 0/1.
 pub fn connect_keys(
-    info: &BackendInfo,
+    info: &RingFeatures,
     order: u32,
     queues: &[QueueRing<'_>],
     persistent: bool,

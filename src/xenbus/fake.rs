@@ -217,7 +217,7 @@ impl XsTransport for FakeTransport<'_> {
 pub(crate) fn xenstore_with(
     mut store: FakeStore,
     eagain: u32,
-    f: impl FnOnce(&mut XenStore<'_, FakeTransport<'_>>),
+    f: impl for<'p> FnOnce(&mut XenStore<'p, FakeTransport<'p>>),
 ) {
     store.eagain = eagain;
     let page = TestPages::new(1);

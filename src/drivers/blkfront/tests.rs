@@ -861,7 +861,14 @@ fn connection_keys() {
                 event_channel: 7 + q as u32,
             })
             .collect();
-        let keys = connect_keys(&info, order, &queues, true, XenbusState::Initialised).unwrap();
+        let keys = connect_keys(
+            &info.ring_features(),
+            order,
+            &queues,
+            true,
+            XenbusState::Initialised,
+        )
+        .unwrap();
         assert_eq!(keys.writes().last(), Some(("state", &b"3"[..])));
         xenstore_with(store.take().unwrap(), 1, |xs| {
             assert_eq!(write_keys(xs, fe, &keys, MAX_TX_ATTEMPTS), Ok(2));
@@ -881,7 +888,7 @@ fn connection_keys() {
     }
     // Order 0, one queue: exactly the single-page key set.
     let k = connect_keys(
-        &info,
+        &info.ring_features(),
         0,
         &[QueueRing {
             ring_refs: &[8],
@@ -909,17 +916,19 @@ fn connection_keys() {
 
 #[test]
 fn connection_refusals() {
-    let mut small = parse(&linux_keys()).unwrap();
-    small.max_ring_page_order = 0;
-    small.max_queues = 1;
-    let big = parse(&linux_keys()).unwrap();
+    let big = parse(&linux_keys()).unwrap().ring_features();
+    let small = RingFeatures {
+        max_ring_page_order: 0,
+        max_queues: 1,
+        ..big
+    };
     let r = [1u32; 32];
     let q = |n: usize| QueueRing {
         ring_refs: &r[..n],
         event_channel: 1,
     };
     let st = XenbusState::Initialised;
-    let err = |info: &BackendInfo, order: u32, qs: &[QueueRing<'_>]| match connect_keys(
+    let err = |info: &RingFeatures, order: u32, qs: &[QueueRing<'_>]| match connect_keys(
         info, order, qs, false, st,
     ) {
         Err(BlkError::Config(why)) => why,
@@ -934,4 +943,327 @@ fn connection_refusals() {
     assert!(err(&big, 0, &[q(2)]).contains("1 << order"));
     assert!(connect_keys(&small, 0, &[q(1)], true, st).is_ok());
     assert!(connect_keys(&big, 4, &[q(16), q(16)], true, st).is_ok());
+}
+
+#[test]
+fn ring_features_at_probe() {
+    // Before InitWait, blkback has written only these (no sectors yet).
+    let keys: BTreeMap<&str, &[u8]> = [
+        ("feature-max-indirect-segments", &b"256"[..]),
+        ("max-ring-page-order", b"4"),
+        ("multi-queue-max-queues", b"2"),
+    ]
+    .into_iter()
+    .collect();
+    let f = RingFeatures::parse(DIR, |k| keys.get(k).copied()).unwrap();
+    assert_eq!(
+        f,
+        RingFeatures {
+            max_indirect_segments: 256,
+            max_ring_page_order: 4,
+            max_queues: 2
+        }
+    );
+    assert_eq!(f, parse(&linux_keys()).unwrap().ring_features());
+    assert_eq!((f.max_segments(), f.ring_page_order(9)), (256, 4));
+    let none = RingFeatures::parse(DIR, |_| None).unwrap();
+    assert_eq!(
+        (
+            none.max_segments(),
+            none.ring_page_order(4),
+            none.max_queues
+        ),
+        (11, 0, 1)
+    );
+    assert_eq!(
+        RingFeatures::parse(DIR, |k| (k == "multi-queue-max-queues")
+            .then_some(&b"0"[..])),
+        Err(BlkError::BadValue {
+            path: format!("{DIR}/multi-queue-max-queues"),
+            value: b"0".to_vec(),
+            expected: "a nonzero u32"
+        })
+    );
+}
+
+// ------------------------------------- the handshake against a blkback model
+
+mod handshake {
+    use super::*;
+    use crate::xenbus::fake::{xenstore_with, FakeStore, FakeTransport};
+    use crate::xenbus::{
+        write_keys, Action, ConnectState, Frontend, Phase, Timeouts, XenbusError, XenbusState,
+        MAX_TX_ATTEMPTS,
+    };
+    use crate::xenstore::XenStore;
+    use XenbusState as S;
+
+    const FE: &str = "device/vbd/51712";
+    const MS: u64 = 1_000_000;
+    type Xs<'a> = XenStore<'a, FakeTransport<'a>>;
+
+    /// Linux 6.1 blkback's side (xenbus.c `xen_blkbk_probe`,
+    /// `frontend_changed`, `connect`), acting on the store between the
+    /// frontend's steps; the hotplug script "finishes" after
+    /// `hotplug_steps` of them.
+    struct Blkback {
+        hotplug_steps: Option<u32>,
+        online: bool,
+        refuse_keys: bool,
+        connects: u32,
+    }
+
+    fn state_of(st: &FakeStore, path: &str) -> Option<XenbusState> {
+        st.get(path)
+            .map(|v| XenbusState::parse(path, v).expect("valid state"))
+    }
+
+    impl Blkback {
+        fn new(hotplug_steps: Option<u32>) -> Blkback {
+            Blkback {
+                hotplug_steps,
+                online: true,
+                refuse_keys: false,
+                connects: 0,
+            }
+        }
+
+        fn probe(st: &mut FakeStore) {
+            st.put(&format!("{DIR}/feature-max-indirect-segments"), b"256");
+            st.put(&format!("{DIR}/max-ring-page-order"), b"4");
+            st.put(&format!("{DIR}/multi-queue-max-queues"), b"2");
+            st.put(&format!("{DIR}/state"), b"2");
+        }
+
+        fn set(st: &mut FakeStore, s: XenbusState) {
+            st.put(&format!("{DIR}/state"), &s.value());
+        }
+
+        fn step(&mut self, st: &mut FakeStore) {
+            if let Some(n) = self.hotplug_steps.as_mut() {
+                *n = n.saturating_sub(1);
+            }
+            let Some(be) = state_of(st, &format!("{DIR}/state")) else {
+                return; // removed
+            };
+            let fe = state_of(st, &format!("{FE}/state"));
+            match fe {
+                Some(S::Initialising) if be == S::Closed => Self::set(st, S::InitWait),
+                Some(S::Initialised | S::Connected)
+                    if be == S::InitWait && self.hotplug_steps == Some(0) =>
+                {
+                    if self.refuse_keys {
+                        return Self::set(st, S::Closing);
+                    }
+                    let (order, queues, proto, _) =
+                        blkback_connect_ring(|k| st.get(&format!("{FE}/{k}")).map(|v| v.to_vec()));
+                    assert_eq!(proto, "x86_64-abi");
+                    assert_eq!(queues.len(), 1);
+                    assert_eq!(queues[0].0.len(), 1 << order);
+                    for (k, v) in linux_keys() {
+                        st.put(&format!("{DIR}/{k}"), &v);
+                    }
+                    self.connects += 1;
+                    Self::set(st, S::Connected);
+                }
+                Some(S::Closing) if be != S::Closed => Self::set(st, S::Closing),
+                Some(S::Closed) => {
+                    Self::set(st, S::Closed);
+                    if !self.online {
+                        st.tree.retain(|k, _| !k.starts_with(DIR));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The guest driver's loop: carries out each action, feeds the
+    /// backend's state back, lets the backend model act while "asleep"
+    /// (100 ms a round). Returns the `Closed` action's error, or `None`
+    /// when `until` holds first.
+    fn run(
+        xs: &mut Xs<'_>,
+        fe: &mut Frontend,
+        bb: &mut Blkback,
+        now: &mut u64,
+        mut a: Action,
+        until: impl Fn(&Frontend) -> bool,
+    ) -> Option<Option<XenbusError>> {
+        let be_state = format!("{DIR}/state");
+        let feed = |xs: &mut Xs<'_>, fe: &mut Frontend, now: u64| {
+            let v = xs.transport().store.get(&be_state).map(|v| v.to_vec());
+            fe.on_backend_value(&be_state, v.as_deref(), now)
+        };
+        for _ in 0..10_000 {
+            // Stop only once the last action is carried out.
+            if until(fe) && matches!(a, Action::Wait { .. }) {
+                return None;
+            }
+            a = match a {
+                Action::Wait { .. } => {
+                    bb.step(&mut xs.transport_mut().store);
+                    *now += 100 * MS;
+                    match fe.on_deadline(*now) {
+                        Action::Wait { .. } => feed(xs, fe, *now),
+                        other => other,
+                    }
+                }
+                Action::SetState(s) => {
+                    xs.write(TxId::NONE, &format!("{FE}/state"), &s.value())
+                        .unwrap();
+                    feed(xs, fe, *now)
+                }
+                Action::WriteKeys { state } => {
+                    let feats = RingFeatures::read(xs, DIR).unwrap();
+                    let order = feats.ring_page_order(4);
+                    let refs: Vec<u32> = (0..1u32 << order).map(|i| 100 + i).collect();
+                    let q = [QueueRing {
+                        ring_refs: &refs,
+                        event_channel: 9,
+                    }];
+                    let keys = connect_keys(&feats, order, &q, true, state).unwrap();
+                    match write_keys(xs, FE, &keys, MAX_TX_ATTEMPTS) {
+                        Ok(_) => feed(xs, fe, *now),
+                        Err(e) => fe.fail(e, *now),
+                    }
+                }
+                Action::Connect { write_connected } => {
+                    let info = BackendInfo::read(xs, DIR).unwrap();
+                    assert_eq!(info.sectors, 131072);
+                    if write_connected {
+                        xs.write(TxId::NONE, &format!("{FE}/state"), b"4").unwrap();
+                    }
+                    feed(xs, fe, *now)
+                }
+                Action::Closing => {
+                    xs.write(TxId::NONE, &format!("{FE}/state"), b"5").unwrap();
+                    feed(xs, fe, *now)
+                }
+                Action::Closed { error } => {
+                    xs.write(TxId::NONE, &format!("{FE}/state"), b"6").unwrap();
+                    // Let the backend see our Closed.
+                    bb.step(&mut xs.transport_mut().store);
+                    return Some(error);
+                }
+            };
+        }
+        panic!("no end: {:?}", fe.phase());
+    }
+
+    fn with_disk(f: impl FnOnce(&mut Xs<'_>)) {
+        let mut st = FakeStore::default();
+        st.put(&format!("{FE}/state"), b"1");
+        Blkback::probe(&mut st);
+        xenstore_with(st, 1, f);
+    }
+
+    fn connected(fe: &Frontend) -> bool {
+        fe.phase() == Phase::Connected
+    }
+
+    #[test]
+    fn connect_close_reconnect() {
+        with_disk(|xs| {
+            let (mut now, mut bb) = (0, Blkback::new(Some(5)));
+            let mut fe = Frontend::new(ConnectState::Initialised, Timeouts::default());
+            let a = fe.start(now);
+            assert_eq!(run(xs, &mut fe, &mut bb, &mut now, a, connected), None);
+            assert_eq!(bb.connects, 1);
+            let st = &xs.transport().store;
+            assert_eq!(st.get(&format!("{FE}/ring-page-order")), Some(&b"4"[..]));
+            assert_eq!(st.get(&format!("{FE}/ring-ref15")), Some(&b"115"[..]));
+            assert_eq!(st.get(&format!("{FE}/state")), Some(&b"4"[..]));
+            // Our close: Closing, the backend follows, Closed.
+            let a = fe.close(now);
+            assert_eq!(
+                run(xs, &mut fe, &mut bb, &mut now, a, |_| false),
+                Some(None)
+            );
+            assert_eq!(
+                state_of(&xs.transport().store, &format!("{DIR}/state")),
+                Some(S::Closed)
+            );
+            // Reconnect. The frontend last saw the backend Closing, so it
+            // re-asserts Closed and waits for the backend's Closed first
+            // (blkback returns to InitWait only from Closed)...
+            let a = fe.start(now);
+            assert_eq!(a, Action::SetState(S::Closed));
+            assert_eq!(fe.phase(), Phase::Resetting);
+            assert_eq!(run(xs, &mut fe, &mut bb, &mut now, a, connected), None);
+            assert_eq!((bb.connects, fe.connections()), (2, 2));
+            // ... and once it has seen Closed, straight to Initialising.
+            let a = fe.close(now);
+            assert_eq!(
+                run(xs, &mut fe, &mut bb, &mut now, a, |_| false),
+                Some(None)
+            );
+            let v = xs
+                .transport()
+                .store
+                .get(&format!("{DIR}/state"))
+                .map(|v| v.to_vec());
+            fe.on_backend_value("state", v.as_deref(), now);
+            let a = fe.start(now);
+            assert_eq!(a, Action::SetState(S::Initialising));
+            assert_eq!(run(xs, &mut fe, &mut bb, &mut now, a, connected), None);
+            assert_eq!((bb.connects, fe.connections()), (3, 3));
+        });
+    }
+
+    #[test]
+    fn block_detach_then_gone() {
+        with_disk(|xs| {
+            let (mut now, mut bb) = (0, Blkback::new(Some(0)));
+            let mut fe = Frontend::new(ConnectState::Initialised, Timeouts::default());
+            let a = fe.start(now);
+            run(xs, &mut fe, &mut bb, &mut now, a, connected);
+            // `xl block-detach`: online = 0, the backend closes first.
+            bb.online = false;
+            Blkback::set(&mut xs.transport_mut().store, S::Closing);
+            let a = Action::Wait { deadline_ns: None };
+            assert_eq!(
+                run(xs, &mut fe, &mut bb, &mut now, a, |_| false),
+                Some(Some(XenbusError::BackendClosing { state: S::Closing }))
+            );
+            // Our Closed made it remove its directory.
+            assert_eq!(xs.transport().store.get(&format!("{DIR}/state")), None);
+            let a = fe.start(now);
+            assert_eq!(
+                run(xs, &mut fe, &mut bb, &mut now, a, |_| false),
+                Some(Some(XenbusError::BackendGone))
+            );
+        });
+    }
+
+    #[test]
+    fn hotplug_never_finishes() {
+        with_disk(|xs| {
+            let (mut now, mut bb) = (0, Blkback::new(None));
+            let mut fe = Frontend::new(ConnectState::Initialised, Timeouts::default());
+            let a = fe.start(now);
+            match run(xs, &mut fe, &mut bb, &mut now, a, |_| false) {
+                Some(Some(XenbusError::BackendNeverReached {
+                    state: S::Connected,
+                    seen: Some(S::InitWait),
+                    waited_ms,
+                })) => assert!((30_000..30_200).contains(&waited_ms), "{waited_ms}"),
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn backend_refuses_the_keys() {
+        with_disk(|xs| {
+            let (mut now, mut bb) = (0, Blkback::new(Some(1)));
+            bb.refuse_keys = true;
+            let mut fe = Frontend::new(ConnectState::Initialised, Timeouts::default());
+            let a = fe.start(now);
+            assert_eq!(
+                run(xs, &mut fe, &mut bb, &mut now, a, |_| false),
+                Some(Some(XenbusError::BackendClosing { state: S::Closing }))
+            );
+        });
+    }
 }
