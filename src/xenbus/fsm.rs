@@ -21,24 +21,24 @@
 //! [`Frontend::deadline`], then call [`Frontend::on_deadline`].
 //!
 //! ```text
-//! let mut a = fe.start(now);
-//! loop {
-//!     match a {
-//!         Action::Wait { deadline_ns } => { sleep until watch or deadline;
-//!                                           a = fe.on_deadline(now); if Wait: }
-//!         Action::SetState(s)      => write our state s
-//!         Action::WriteKeys { state } => grant rings, alloc port, write keys
-//!                                     + state in one transaction (write_keys)
-//!         Action::Connect { write_connected } => read backend properties,
-//!                                     write Connected if asked
-//!         Action::Closing          => stop new I/O, write Closing
-//!         Action::Closed { error } => fail in-flight I/O, revoke grants
-//!                                     (deferred while mapped), close the port,
-//!                                     write Closed; done (or start again)
-//!     }
-//!     on failure of any of these: a = fe.fail(e, now), else
-//!     a = fe.on_backend_value(path, read(backend state), now)
-//! }
+//! a = fe.start(now)
+//! loop:
+//!     match a:
+//!         Wait { deadline_ns }  → sleep until the backend-state watch fires
+//!                                 or deadline_ns; a = fe.on_deadline(now);
+//!                                 if that is still Wait, feed (below)
+//!         SetState(s)           → write our state s; feed
+//!         WriteKeys { state }   → grant the rings, alloc the port, write the
+//!                                 keys + state in one transaction
+//!                                 (write_keys); feed
+//!         Connect { write_connected } → read the backend's properties,
+//!                                 write Connected if asked; feed
+//!         Closing               → issue no new I/O, write Closing; feed
+//!         Closed { error }      → fail in-flight I/O, revoke grants
+//!                                 (deferred while mapped), close the port,
+//!                                 write Closed; feed; stop (or start again)
+//!     if a step failed: a = fe.fail(e, now)
+//! feed: a = fe.on_backend_value(<backend>/state, its value or None, now)
 //! ```
 
 extern crate alloc;
