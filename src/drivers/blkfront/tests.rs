@@ -698,6 +698,81 @@ fn outstanding_random_order() {
     }
 }
 
+/// A hostile backend writing arbitrary response slots: every response is
+/// either exactly right (its request is completed once) or a typed error
+/// that leaves the table as it was; nothing panics.
+#[test]
+fn outstanding_under_random_responses() {
+    let mut seed = 0x0bad_cafe_dead_beefu64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let page = TestPages::new(1);
+    let mut front = FrontRing::<BlkifRequest, BlkifResponse>::init_shared(page.mem()).unwrap();
+    let mut back = BackRing::<BlkifRequest, BlkifResponse>::attach(page.mem()).unwrap();
+    let mut t = Outstanding::new(front.nr_ents());
+    let mut live: BTreeMap<u64, u8> = BTreeMap::new();
+    let (mut ok, mut bad) = (0, 0);
+    for _ in 0..50_000 {
+        while !t.is_full() {
+            let op = [BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_FLUSH_DISKCACHE][rnd() as usize % 3];
+            let id = t.insert(op, false, ()).unwrap();
+            live.insert(id, op);
+            front
+                .push_request(BlkifRequest {
+                    operation: op,
+                    id,
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        front.push_requests_and_check_notify();
+        let req = back.take_request().unwrap().unwrap();
+        // Sometimes right, sometimes anything at all.
+        let raw = match rnd() % 4 {
+            0 => rsp(req.id, req.operation, 0),
+            1 => rsp(req.id, rnd() as u8 % 8, (rnd() % 5) as i16 - 2),
+            2 => rsp(req.id ^ (1 << (rnd() % 64)), req.operation, 0),
+            _ => BlkifResponse {
+                id: rnd(),
+                operation: rnd() as u8,
+                _pad0: rnd() as u8,
+                status: rnd() as i16,
+                _pad1: rnd() as u32,
+            },
+        };
+        back.push_response(raw).unwrap();
+        back.push_responses_and_check_notify();
+        let got = front.take_response().unwrap().unwrap();
+        assert_eq!(got, raw, "copied out as written");
+        let before = t.in_flight();
+        match t.complete(got) {
+            Ok(c) => {
+                assert_eq!(live.remove(&c.id), Some(c.operation));
+                assert_eq!(c.operation, got.operation);
+                assert!((-2..=0).contains(&got.status));
+                assert_eq!(t.in_flight(), before - 1);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(e.disconnects());
+                assert_eq!(t.in_flight(), before);
+                // The honest answer still completes it afterwards.
+                if let Some(&op) = live.get(&req.id) {
+                    t.complete(rsp(req.id, op, 0)).unwrap();
+                    live.remove(&req.id);
+                }
+                bad += 1;
+            }
+        }
+        assert_eq!(t.in_flight() as usize, live.len());
+    }
+    assert!(ok > 10_000 && bad > 10_000, "{ok} ok, {bad} bad");
+}
+
 // ------------------------------------------------------ over a real ring
 
 /// A blkback model on a BackRing: parses each request as blkback does,
