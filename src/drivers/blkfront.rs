@@ -4,9 +4,10 @@
 //! grants, event channel, the [`xenbus`](crate::xenbus) handshake) builds
 //! on these pieces.
 //!
-//! * [`BackendInfo`] — the backend's keys (`sectors`, `sector-size`,
-//!   `info`, `feature-*`, `max-ring-page-order`, …), each validated
-//!   strictly; an error names the key and the value.
+//! * [`RingFeatures`] (written before `InitWait`: indirect segments, ring
+//!   order, queues) and [`BackendInfo`] (complete once `Connected`:
+//!   `sectors`, `sector-size`, `info`, `feature-*`, …) — the backend's
+//!   keys, each validated strictly; an error names the key and the value.
 //! * [`connect_keys`] — the frontend's connection keys (one or several
 //!   queues, one page or `ring-page-order` pages) for the one-transaction
 //!   [`write_keys`](crate::xenbus::write_keys).
@@ -14,7 +15,9 @@
 //!   at most [`IoLimits::max_segments`] segments over 4 KiB buffer pages
 //!   ([`Planned`]), direct (≤ 11 segments) or indirect (≤ 256);
 //!   [`Planned::direct`] / [`Planned::indirect`] +
-//!   [`Planned::write_indirect_segments`] give the wire form.
+//!   [`Planned::write_indirect_segments`] give the wire form;
+//!   [`Planned::copy_to_pages`] / [`Planned::copy_from_pages`] move a
+//!   request's bytes to and from bounce pages.
 //!   [`flush_request`] and [`plan_discard`] for the other operations.
 //! * [`Outstanding`] — the table of requests in flight: ids, a free list,
 //!   and [`Outstanding::complete`], which validates a copied-out response
@@ -720,7 +723,9 @@ impl Planned {
     }
 
     /// The direct request (`None` if it has more than 11 segments);
-    /// `gref_of(page)` is the grant of buffer page `page`.
+    /// `gref_of(page)` is the grant of buffer page `page`; `handle` is the
+    /// device (Linux blkfront: the id of `device/vbd/<id>`; blkback does
+    /// not check it).
     pub fn direct(
         &self,
         op: Op,
@@ -773,6 +778,54 @@ impl Planned {
         };
         req.indirect_grefs[..indirect_grefs.len()].copy_from_slice(indirect_grefs);
         Some(req)
+    }
+
+    /// Copies this request's `len` bytes from `data` (anywhere in memory)
+    /// into the pages its segments name, at the segments' offsets;
+    /// `page_of(p)` is a view of buffer page `p` (a bounce page: a
+    /// persistent grant, or an aligned page standing in for an unaligned
+    /// application buffer). Copies nothing and returns `false` if `data`
+    /// is not `len` bytes or a view is shorter than a page.
+    pub fn copy_to_pages<'m>(
+        &self,
+        data: &[u8],
+        mut page_of: impl FnMut(u32) -> SharedMem<'m>,
+    ) -> bool {
+        if data.len() as u64 != self.len {
+            return false;
+        }
+        let views: Vec<SharedMem<'m>> = self.segments.iter().map(|s| page_of(s.page)).collect();
+        if views.iter().any(|v| v.len() < PAGE_SIZE) {
+            return false;
+        }
+        let mut at = 0;
+        for (s, v) in self.segments.iter().zip(&views) {
+            v.copy_in(s.page_offset(), &data[at..at + s.bytes()]);
+            at += s.bytes();
+        }
+        true
+    }
+
+    /// The reverse of [`copy_to_pages`](Self::copy_to_pages): this
+    /// request's `len` bytes from its segments' pages into `out`.
+    pub fn copy_from_pages<'m>(
+        &self,
+        out: &mut [u8],
+        mut page_of: impl FnMut(u32) -> SharedMem<'m>,
+    ) -> bool {
+        if out.len() as u64 != self.len {
+            return false;
+        }
+        let views: Vec<SharedMem<'m>> = self.segments.iter().map(|s| page_of(s.page)).collect();
+        if views.iter().any(|v| v.len() < PAGE_SIZE) {
+            return false;
+        }
+        let mut at = 0;
+        for (s, v) in self.segments.iter().zip(&views) {
+            v.copy_out(s.page_offset(), &mut out[at..at + s.bytes()]);
+            at += s.bytes();
+        }
+        true
     }
 
     /// Writes the segments as `blkif_request_segment`s into the indirect

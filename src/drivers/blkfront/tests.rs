@@ -455,6 +455,51 @@ fn planner_examples() {
 }
 
 #[test]
+fn bounce_copies() {
+    // Every aligned buffer offset and a spread of lengths, 11 and 256
+    // segments: the bytes land where the segments say, and come back.
+    let pages = TestPages::new(258);
+    let page_of = |p: u32| pages.mem().sub(p as usize * 4096, 4096).unwrap();
+    for max in [11, 256] {
+        let l = limits(512, max, 1 << 22);
+        for bo in (0..4096).step_by(512) {
+            let mut lens = vec![512u64, 4096, 4608, 45056];
+            if bo % 3584 == 0 {
+                lens.push(1 << 20);
+            }
+            for len in lens {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+                // The pages the I/O touches, plus one.
+                let span = (bo + len as usize).div_ceil(4096) * 4096 + 4096;
+                pages.mem().fill(0, span, 0xee);
+                let plan = plan_io(Op::Write, 0, len, bo, &l).unwrap();
+                for r in &plan {
+                    let part = &data[r.io_offset as usize..(r.io_offset + r.len) as usize];
+                    assert!(!r.copy_to_pages(&part[1..], page_of));
+                    assert!(r.copy_to_pages(part, page_of));
+                }
+                // The buffer pages now hold the data at bo.., nothing else.
+                let mut all = vec![0u8; span];
+                pages.mem().copy_out(0, &mut all);
+                assert_eq!(&all[bo..bo + len as usize], &data[..]);
+                assert!(all[..bo].iter().all(|&b| b == 0xee));
+                assert!(all[bo + len as usize..].iter().all(|&b| b == 0xee));
+                for r in &plan {
+                    let mut back = vec![0u8; r.len as usize];
+                    assert!(r.copy_from_pages(&mut back, page_of));
+                    let want = &data[r.io_offset as usize..(r.io_offset + r.len) as usize];
+                    assert_eq!(back, want);
+                    assert!(!r.copy_from_pages(&mut back[..0], page_of));
+                }
+            }
+        }
+    }
+    // Short views are refused before anything is copied.
+    let r = &plan_io(Op::Write, 0, 4096, 0, &limits(512, 11, 8)).unwrap()[0];
+    assert!(!r.copy_to_pages(&[1u8; 4096], |_| pages.mem().sub(0, 2048).unwrap()));
+}
+
+#[test]
 fn planner_refusals() {
     let l = limits(4096, 11, 1024); // 512 KiB, 4K sectors
     for (off, len, bo) in [
