@@ -886,6 +886,27 @@ fn check_span(offset: u64, len: u64, buf_offset: usize, limits: &IoLimits) -> Re
 /// sector size (see the module doc: blkback checks every segment) and the
 /// I/O to end within the disk; a write to a read-only disk is
 /// [`BlkError::ReadOnly`]. `len` = 0 plans nothing.
+///
+/// ```
+/// use xenfront::drivers::blkfront::{plan_io, IoLimits, Op};
+/// let disk = IoLimits {
+///     sector_size: 512,
+///     disk_sectors: 1 << 20,
+///     max_segments: 11, // no indirect requests
+///     read_only: false,
+///     flush: true,
+///     discard: false,
+/// };
+/// // 64 KiB from a buffer that starts 512 bytes into its first page:
+/// // 17 pages touched, so two requests (11 + 6 segments).
+/// let plan = plan_io(Op::Read, 4096, 65536, 512, &disk).unwrap();
+/// assert_eq!(plan.len(), 2);
+/// assert_eq!(plan[0].sector, 8); // 512-byte units
+/// assert_eq!(plan[0].segments.len(), 11);
+/// assert_eq!((plan[0].segments[0].first_sect, plan[0].segments[0].last_sect), (1, 7));
+/// assert_eq!(plan[1].segments.len(), 6);
+/// assert_eq!(plan[0].len + plan[1].len, 65536);
+/// ```
 pub fn plan_io(
     op: Op,
     offset: u64,

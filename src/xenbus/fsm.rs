@@ -152,6 +152,16 @@ pub enum Action {
 }
 
 /// The frontend state machine of one device (see the module doc).
+///
+/// ```
+/// use xenfront::xenbus::{Action, ConnectState, Frontend, Timeouts, XenbusState as S};
+/// let mut fe = Frontend::new(ConnectState::Initialised, Timeouts::default());
+/// assert_eq!(fe.start(0), Action::SetState(S::Initialising));
+/// assert_eq!(fe.on_backend_state(S::InitWait, 1), Action::WriteKeys { state: S::Initialised });
+/// assert_eq!(fe.on_backend_state(S::Connected, 2), Action::Connect { write_connected: true });
+/// // `xl block-detach`: the backend closes, we go down with a named error.
+/// assert!(matches!(fe.on_backend_state(S::Closing, 3), Action::Closed { error: Some(_) }));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Frontend {
     connect: ConnectState,
