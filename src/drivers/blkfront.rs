@@ -17,7 +17,8 @@
 //!   [`Planned::direct`] / [`Planned::indirect`] +
 //!   [`Planned::write_indirect_segments`] give the wire form;
 //!   [`Planned::copy_to_pages`] / [`Planned::copy_from_pages`] move a
-//!   request's bytes to and from bounce pages.
+//!   request's bytes to and from bounce pages, [`PagePool`] hands them
+//!   out.
 //!   [`flush_request`] and [`plan_discard`] for the other operations.
 //! * [`Outstanding`] — the table of requests in flight: ids, a free list,
 //!   and [`Outstanding::complete`], which validates a copied-out response
@@ -986,6 +987,81 @@ pub fn plan_discard(
         nr_sectors: len / SECTOR_UNIT,
         ..Default::default()
     })
+}
+
+// ------------------------------------------------------------ bounce pool
+
+/// A fixed pool of bounce pages, by index (the caller keeps the pages and
+/// their grants: with `feature-persistent` they stay granted, and the
+/// backend keeps them mapped, across requests; Linux blkfront's
+/// persistent grant list). A request takes all the pages it needs or none
+/// (no partial allocation can deadlock two requests), and the most
+/// recently returned pages are handed out first, so a small working set
+/// stays mapped in the backend.
+#[derive(Clone, Debug)]
+pub struct PagePool {
+    free: Vec<u32>,
+    in_use: Vec<bool>,
+}
+
+impl PagePool {
+    /// A pool of pages `0..pages`, all free.
+    pub fn new(pages: u32) -> PagePool {
+        PagePool {
+            free: (0..pages).rev().collect(),
+            in_use: alloc::vec![false; pages as usize],
+        }
+    }
+
+    /// Pages in the pool.
+    pub fn capacity(&self) -> u32 {
+        self.in_use.len() as u32
+    }
+
+    /// Pages free.
+    pub fn available(&self) -> u32 {
+        self.free.len() as u32
+    }
+
+    /// `n` pages, or `None` (taking none) if fewer are free.
+    pub fn take(&mut self, n: usize) -> Option<Vec<u32>> {
+        if n > self.free.len() {
+            return None;
+        }
+        let pages = self.free.split_off(self.free.len() - n);
+        for &p in &pages {
+            self.in_use[p as usize] = true;
+        }
+        Some(pages)
+    }
+
+    /// Returns pages taken earlier. A page that is not in use (returned
+    /// twice, or never from this pool) is a bug of the caller: nothing is
+    /// returned and the answer is `false`.
+    pub fn give_back(&mut self, pages: &[u32]) -> bool {
+        let mut seen = alloc::collections::BTreeSet::new();
+        let ok = pages
+            .iter()
+            .all(|&p| self.in_use.get(p as usize).copied().unwrap_or(false) && seen.insert(p));
+        if !ok {
+            return false;
+        }
+        for &p in pages.iter().rev() {
+            self.in_use[p as usize] = false;
+            self.free.push(p);
+        }
+        true
+    }
+}
+
+impl Planned {
+    /// The buffer page of its first segment: its segments use pages
+    /// `first_page()..first_page() + segments.len()`, one each, so a
+    /// request bounced through pool pages `q` reads page `p` as
+    /// `q[p - first_page()]`.
+    pub fn first_page(&self) -> u32 {
+        self.segments.first().map_or(0, |s| s.page)
+    }
 }
 
 // ------------------------------------------------------------- responses

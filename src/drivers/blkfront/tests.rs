@@ -500,6 +500,74 @@ fn bounce_copies() {
 }
 
 #[test]
+fn page_pool() {
+    let mut pool = PagePool::new(8);
+    assert_eq!((pool.capacity(), pool.available()), (8, 8));
+    let a = pool.take(3).unwrap();
+    let b = pool.take(5).unwrap();
+    assert_eq!(pool.take(1), None);
+    assert_eq!(pool.available(), 0);
+    let all: HashSet<u32> = a.iter().chain(&b).copied().collect();
+    assert_eq!(all, (0..8).collect());
+    // All or nothing.
+    assert!(pool.give_back(&a));
+    assert_eq!(pool.take(4), None);
+    assert_eq!(pool.available(), 3);
+    // The pages just returned come back first.
+    let c = pool.take(3).unwrap();
+    assert_eq!(
+        c.iter().copied().collect::<HashSet<_>>(),
+        a.iter().copied().collect()
+    );
+    // Caller bugs: returned twice, never taken, out of range, repeated.
+    assert!(pool.give_back(&c));
+    assert!(!pool.give_back(&c[..1]));
+    assert!(!pool.give_back(&[8]));
+    assert!(!pool.give_back(&[b[0], b[0]]));
+    assert_eq!(pool.available(), 3, "a refused return changes nothing");
+    assert!(pool.give_back(&b));
+    assert_eq!(pool.available(), 8);
+    assert_eq!(pool.take(0), Some(vec![]));
+
+    // Bouncing a plan through the pool: request k's page p is pool page
+    // q[p - first_page()].
+    let l = limits(512, 11, 1 << 20);
+    let plan = plan_io(Op::Write, 0, 100 * 4096, 0, &l).unwrap();
+    let mut pool = PagePool::new(22);
+    let backing = TestPages::new(22);
+    let data: Vec<u8> = (0..100 * 4096u32).map(|i| (i / 512) as u8).collect();
+    let mut held = Vec::new();
+    for r in &plan {
+        let q = match pool.take(r.segments.len()) {
+            Some(q) => q,
+            None => {
+                // Full: complete the oldest request first.
+                let (old_r, old_q): (&Planned, Vec<u32>) = held.remove(0);
+                let mut back = vec![0u8; old_r.len as usize];
+                assert!(old_r.copy_from_pages(&mut back, |p| backing
+                    .mem()
+                    .sub(
+                        old_q[(p - old_r.first_page()) as usize] as usize * 4096,
+                        4096
+                    )
+                    .unwrap()));
+                let at = old_r.io_offset as usize;
+                assert_eq!(back, &data[at..at + back.len()]);
+                assert!(pool.give_back(&old_q));
+                pool.take(r.segments.len()).unwrap()
+            }
+        };
+        let part = &data[r.io_offset as usize..(r.io_offset + r.len) as usize];
+        assert!(r.copy_to_pages(part, |p| backing
+            .mem()
+            .sub(q[(p - r.first_page()) as usize] as usize * 4096, 4096)
+            .unwrap()));
+        held.push((r, q));
+    }
+    assert_eq!(plan.len(), 10);
+}
+
+#[test]
 fn planner_refusals() {
     let l = limits(4096, 11, 1024); // 512 KiB, 4K sectors
     for (off, len, bo) in [
