@@ -52,6 +52,7 @@ pub mod xenstore;
 pub mod chan_env;
 pub mod drivers;
 pub mod ring;
+pub mod xenbus;
 
 // Kernel: command line, boot order, shutdown, panic handler.
 pub mod cmdline;

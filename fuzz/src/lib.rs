@@ -5,11 +5,9 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
-use xenfront::shared::{SharedMem, PAGE_SIZE};
+use xenfront::shared::{MemOwner, SharedMem, PAGE_SIZE};
 
-/// Zeroed, page-aligned heap pages. Every [`SharedMem`] view taken with
-/// [`Pages::mem`] must be dropped before the `Pages` (declare the `Pages`
-/// first: locals drop in reverse order).
+/// Zeroed, page-aligned heap pages; views borrow them.
 pub struct Pages {
     ptr: *mut u8,
     layout: Layout,
@@ -26,17 +24,23 @@ impl Pages {
     }
 
     /// A view of all the pages.
-    pub fn mem(&self) -> SharedMem {
-        // SAFETY: the allocation lives until Drop, is page-aligned, and no
-        // reference into it is ever created; callers drop their views first.
+    pub fn mem(&self) -> SharedMem<'_> {
+        // SAFETY: the allocation lives until Drop, which cannot run while
+        // `self` is borrowed; page-aligned; no reference into it is created.
         unsafe { SharedMem::from_raw(self.ptr, self.layout.size()) }
     }
 
     /// A view of page `i`.
-    pub fn page(&self, i: usize) -> SharedMem {
+    pub fn page(&self, i: usize) -> SharedMem<'_> {
         self.mem()
             .sub(i * PAGE_SIZE, PAGE_SIZE)
             .expect("page index")
+    }
+}
+
+impl MemOwner for Pages {
+    fn mem(&self) -> SharedMem<'_> {
+        Pages::mem(self)
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`PeerProbe`](crate::event::PeerProbe)), which also makes them testable
 //! on the host. Core services never import from here.
 
+pub mod blkfront;
 pub mod console;
 pub mod demo;
 pub mod vchan;

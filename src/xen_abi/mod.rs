@@ -26,6 +26,7 @@
 //! their hypercall ([`hypercall`](crate::hypercall),
 //! [`grant_table`](crate::grant_table)).
 
+pub mod blkif;
 pub mod console;
 pub mod grant_table;
 pub mod ring;
