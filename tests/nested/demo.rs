@@ -251,7 +251,7 @@ fn check_cycles(o: &Outcome) -> Result<(), String> {
 pub fn scenarios() -> Vec<Scenario> {
     let n = crate::common::cycles();
     vec![
-        demo("demo-cycles", "demo-cycles", &cycles_script(n))
+        demo("demo-cycles", "demo-cycles", cycles_script(n))
             // Well under 1 s per cycle on a loaded lab, plus boot.
             .timeout_secs(u64::from(n) * 2 + 120)
             .check(check_cycles),
