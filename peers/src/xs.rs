@@ -28,6 +28,24 @@ pub fn read(path: &str) -> io::Result<String> {
     )
 }
 
+/// Read several keys with one `xenstore-read` (one process, not one per
+/// key): their values in order; an error if any is missing.
+pub fn read_many(paths: &[&str]) -> io::Result<Vec<String>> {
+    let out = run(
+        Command::new("xenstore-read").args(paths),
+        &format!("xenstore-read {}", paths.join(" ")),
+    )?;
+    let v: Vec<String> = out.lines().map(str::to_string).collect();
+    if v.len() != paths.len() {
+        return Err(io::Error::other(format!(
+            "xenstore-read {}: {} values",
+            paths.join(" "),
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
 /// Read `path` as a number, retrying every 50 ms until `timeout` (the other
 /// side may not have published it yet).
 pub fn wait_read_num(path: &str, timeout: Duration) -> io::Result<u64> {

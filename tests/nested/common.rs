@@ -179,14 +179,14 @@ pub fn boot_figures(outcomes: &[Outcome]) -> String {
     )
 }
 
-/// Connect/disconnect cycles of the cycle scenarios: `XF_CYCLES` (default
-/// 100; `./xf bench` runs 1,000).
-pub fn cycles() -> u32 {
+/// Connect/disconnect cycles of the cycle scenarios: `XF_CYCLES`, else the
+/// scenario's CI `default` (`./xf bench` runs 1,000).
+pub fn cycles(default: u32) -> u32 {
     std::env::var("XF_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(100)
+        .unwrap_or(default)
 }
 
 /// `<who>: resources after <n> connections: <r>; after the first: <r0>`

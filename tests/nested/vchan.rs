@@ -33,7 +33,7 @@ const SERVER_ROUNDS: u32 = 3;
 /// Proxy kill/restart cycles in the client scenario: `XF_CYCLES` (default
 /// 100, ~0.6 s each on an idle lab; `./xf bench` runs 1,000).
 fn client_rounds() -> u32 {
-    crate::common::cycles()
+    crate::common::cycles(100)
 }
 /// Seconds per cycle on a loaded lab (0.6 s idle, 3.8 s seen loaded).
 const CLIENT_CYCLE_SECS: u64 = 4;

@@ -131,25 +131,34 @@ fn main() {
     let Some((dir, wait)) = lookup.as_ref() else {
         die(TAG, "--cycles needs <xenstore-dir>")
     };
-    let key = format!("{}/cycle", dir.trim_end_matches('/'));
+    let dir = dir.trim_end_matches('/');
+    let keys = [
+        format!("{dir}/cycle"),
+        format!("{dir}/ring-ref"),
+        format!("{dir}/event-channel"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let start = Instant::now();
     for i in 1..=cycles {
-        // The guest publishes cycle i with its ring; poll for it.
+        // The guest publishes cycle i with its ring (one transaction):
+        // poll all three keys with one xenstore-read.
         let t0 = Instant::now();
-        while xs::read(&key).ok().as_deref() != Some(i.to_string().as_str()) {
+        let (ring_ref, port) = loop {
+            if let Ok(v) = xs::read_many(&keys) {
+                if v[0] == i.to_string() {
+                    let num = |s: &str, k: &str| {
+                        s.parse::<u32>()
+                            .unwrap_or_else(|_| die(TAG, format!("cycle {i}: {k} = {s:?}")))
+                    };
+                    break (num(&v[1], keys[1]), num(&v[2], keys[2]));
+                }
+            }
             if t0.elapsed() >= ms(*wait) {
-                die(TAG, format!("cycle {i}: {key} never read {i}"));
+                die(TAG, format!("cycle {i}: {} never read {i}", keys[0]));
             }
             std::thread::sleep(ms(5));
-        }
-        let code = serve(
-            &o,
-            &gnt,
-            &ev,
-            get(None, "ring-ref"),
-            get(None, "event-channel"),
-            false,
-        );
+        };
+        let code = serve(&o, &gnt, &ev, ring_ref, port, false);
         if code != 0 {
             println!("{TAG}: cycle {i} failed");
             std::process::exit(code);
