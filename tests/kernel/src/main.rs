@@ -14,6 +14,8 @@ mod options;
 mod scenario;
 
 #[cfg(target_os = "none")]
+mod blk;
+#[cfg(target_os = "none")]
 mod channels;
 #[cfg(target_os = "none")]
 mod fault;
@@ -26,7 +28,7 @@ mod services;
 mod guest {
     use crate::options::{self, Options};
     use crate::scenario::{self, Env, Verdict};
-    use crate::{channels, kscenario, services};
+    use crate::{blk, channels, kscenario, services};
     use xenfront::console::ConsoleError;
     use xenfront::hypercall::ShutdownReason;
     use xenfront::{control, println};
@@ -40,7 +42,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 20] = [
+    pub const TESTS: [Test; 21] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -120,6 +122,10 @@ mod guest {
         Test {
             name: "evtchn-limit",
             run: kscenario::evtchn_limit_test,
+        },
+        Test {
+            name: "blk",
+            run: blk::blk_test,
         },
     ];
 
