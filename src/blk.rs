@@ -72,6 +72,10 @@ use crate::xenstore::{self, StoreError, Watch, XsError};
 
 pub use crate::drivers::blkfront::{BackendInfo, BlkError, Op, RingFeatures};
 
+/// Longest sleep of a handshake wait between two reads of the backend's
+/// state (the watch normally ends it sooner).
+const POLL_NS: u64 = 200_000_000;
+
 /// The device class this module drives.
 pub const CLASS: &str = "vbd";
 
@@ -320,11 +324,13 @@ impl Disk {
                     if done(&self.fe) {
                         return Ok(());
                     }
-                    let until = deadline_ns.unwrap_or(now + 1_000_000_000);
+                    // The watch wakes us at once; the state is read again
+                    // at least every POLL_NS whatever the watch does.
+                    let until = deadline_ns.map_or(now + POLL_NS, |d| d.min(now + POLL_NS));
                     if let Some(w) = self.watch.as_mut() {
                         w.next(until)?;
                     } else {
-                        time::sleep_until(until.min(now + 100_000_000));
+                        time::sleep_until(until);
                     }
                     match self.fe.on_deadline(time::now_ns()) {
                         Action::Wait { .. } => self.feed()?,

@@ -19,7 +19,6 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
-use sha2::{Digest, Sha256};
 use xenfront::blk::{Config, Disk};
 use xenfront::event;
 use xenfront::grant_table;
@@ -28,6 +27,7 @@ use xenfront::time;
 
 use crate::options::Options;
 use crate::scenario::Verdict;
+use crate::sha256::Sha256;
 
 /// Bytes per read/write call.
 const CHUNK: usize = 1 << 20;

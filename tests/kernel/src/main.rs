@@ -12,6 +12,8 @@
 
 mod options;
 mod scenario;
+#[cfg(any(target_os = "none", test))]
+mod sha256;
 
 #[cfg(target_os = "none")]
 mod blk;
