@@ -597,7 +597,9 @@ impl Disk {
 
     fn io(&mut self, op: Op, offset: u64, mut buf: IoBuf<'_>) -> Result<(), DiskError> {
         self.check()?;
-        let limits = self.info().limits();
+        let mut limits = self.info().limits();
+        // Direct requests only for now (no indirect descriptors yet).
+        limits.max_segments = BLKIF_MAX_SEGMENTS_PER_REQUEST as u32;
         let plan = plan_io(op, offset, buf.len() as u64, 0, &limits)?;
         let mut next = 0;
         let mut first_err: Option<DiskError> = None;
