@@ -18,6 +18,13 @@ const IMAGE: &str = "/tmp/disk.img";
 
 /// Runs before `xl create`: the image the config names, and its hash.
 const PRECREATE: &str = r#"
+# An earlier scenario's disk must be gone (loop device detached, backend
+# removed) before the block hotplug script runs again.
+i=0
+while { [ -n "$(losetup -a 2>/dev/null)" ] || [ -n "$(xenstore-list /local/domain/0/backend/vbd 2>/dev/null)" ]; } && [ $i -lt 150 ]; do
+    usleep 200000; i=$((i + 1))
+done
+[ $i -eq 0 ] || echo "waited $((i / 5)) s for the previous disk to go"
 rm -f /tmp/disk.img
 head -c 16777216 /dev/urandom >/tmp/disk.img
 sha256sum /tmp/disk.img | cut -d' ' -f1 >"$OUT/before.sha256"
@@ -30,6 +37,7 @@ const SCRIPT: &str = r#"
 xf_poll 600 sh -c '! xl domid "$NAME" >/dev/null 2>&1' || echo "domain still there" >&2
 sha256sum /tmp/disk.img | cut -d' ' -f1 >"$OUT/after.sha256"
 losetup -a >"$OUT/losetup" 2>&1
+cp /var/log/xen/xen-hotplug.log "$OUT/xen-hotplug.log" 2>/dev/null
 "#;
 
 /// The 64-digit hex word after `sha256` in `l`.

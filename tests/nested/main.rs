@@ -18,6 +18,7 @@ use lab::Scenario;
 
 mod apps;
 mod bench;
+mod blk;
 mod common;
 mod demo;
 mod events;
@@ -45,6 +46,7 @@ const MODULES: &[Module] = &[
     ("bench", bench::scenarios),
     ("apps", apps::scenarios),
     ("limits", limits::scenarios),
+    ("blk", blk::scenarios),
 ];
 
 fn main() -> ExitCode {
