@@ -68,6 +68,8 @@ pub mod control;
 #[macro_use]
 pub mod print;
 #[cfg(target_os = "none")]
+pub mod blk;
+#[cfg(target_os = "none")]
 pub mod vchan;
 
 /// The console: output through [`println!`] / [`print!`], input lines.

@@ -7,6 +7,7 @@
 #   meta    shell assignments: NAME (xl domain name), TIMEOUT (s), SCRIPT_WAIT (s), CAP (bytes)
 #   cfg     xl config, already rewritten by the host (kernel=, name=, on_*="preserve", extra=)
 #   kernel  guest kernel; ramdisk (optional); script (optional Dom0 script); files/ (optional)
+#   precreate  optional Dom0 script run (and waited for) before xl create; output in out/
 export PATH=${XF_PATH_PREFIX:+$XF_PATH_PREFIX:}/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Overridable only so the host-side unit test (lab/tests/runner.rs) can run this script
 # with a fake xl; in Dom0 the defaults apply.
@@ -55,6 +56,13 @@ run_one() {
     mark "begin $n $NAME"
     rm -f "$log" "$xllog"
     $DMESG -c >/dev/null 2>&1
+    # Optional pre-create script (a disk image the config names): run to completion first.
+    if [ -f "$d/precreate" ]; then
+        mkdir -p "$d/out" "$d/files"
+        ( cd "$d/out" && NAME=$NAME OUT=$d/out FILES=$d/files SCENARIO_DIR=$d XF_LIB=$LIB \
+              exec sh -c '. "$XF_LIB" && . "$0"' "$d/precreate" ) >"$d/out/precreate.out" 2>&1 </dev/null
+        echo "precreate exit $?" >>"$d/out/precreate.out"
+    fi
 
     attempt=1
     while :; do

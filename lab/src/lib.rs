@@ -118,6 +118,9 @@ pub struct Scenario {
     pub extra: Option<String>,
     /// busybox sh script run in Dom0 after `xl unpause`, concurrently with the guest.
     pub dom0_script: Option<String>,
+    /// busybox sh script run in Dom0 before `xl create` (and waited for): prepares what
+    /// the config refers to, e.g. a disk image. Output goes to `$OUT/precreate.out`.
+    pub dom0_precreate: Option<String>,
     /// (host path, name) files shipped into Dom0 under $FILES/name.
     pub files: Vec<(PathBuf, String)>,
     /// What the scenario must show to pass.
@@ -156,6 +159,7 @@ impl Scenario {
             ramdisk: None,
             extra: None,
             dom0_script: None,
+            dom0_precreate: None,
             files: Vec::new(),
             expect: Expect {
                 shutdown: Some(Shutdown::Poweroff),
@@ -183,6 +187,11 @@ impl Scenario {
     /// Run this busybox sh script in Dom0 after `xl unpause` (docs/lab.md, "Dom0 script environment").
     pub fn dom0_script(mut self, s: impl Into<String>) -> Self {
         self.dom0_script = Some(s.into());
+        self
+    }
+    /// Run `s` in Dom0 before `xl create` ([`Scenario::dom0_precreate`]).
+    pub fn dom0_precreate(mut self, s: impl Into<String>) -> Self {
+        self.dom0_precreate = Some(s.into());
         self
     }
     /// Ship a host file into Dom0 as `$FILES/<name>`.

@@ -212,6 +212,9 @@ pub fn stage(sc: &Scenario, n: usize, domain: &str, dir: &Path) -> Result<(), St
     if let Some(s) = &sc.dom0_script {
         std::fs::write(dir.join("script"), s).map_err(err)?;
     }
+    if let Some(s) = &sc.dom0_precreate {
+        std::fs::write(dir.join("precreate"), s).map_err(err)?;
+    }
     std::fs::write(
         dir.join("meta"),
         format!(

@@ -87,6 +87,11 @@ fn runner_with_fake_xl() {
          exit 3\n",
     );
     write(&scen.join("0/files/in"), "payload\n");
+    // Runs before xl create, its output shipped as out/precreate.out.
+    write(
+        &scen.join("0/precreate"),
+        "set -u\necho \"pre NAME=$NAME\"; cp \"$FILES/in\" \"$OUT/pre\"\n",
+    );
 
     let out = Command::new(&art.busybox)
         .arg("sh")
@@ -125,6 +130,8 @@ fn runner_with_fake_xl() {
     );
     assert!(has("XFLAB:t 0 unpause_first_ms "));
     assert!(has("XFLAB:file 0 out 8 0 copy"));
+    assert!(has("XFLAB:file 0 out 8 0 pre"));
+    assert!(has("XFLAB:file 0 out 32 0 precreate.out"));
     assert!(has("XFLAB:file 0 out 6 0 hex"));
     let script_out = file(&text, 0, "scriptout");
     assert!(

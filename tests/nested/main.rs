@@ -18,6 +18,7 @@ use lab::Scenario;
 
 mod apps;
 mod bench;
+mod blk;
 mod common;
 mod demo;
 mod events;
@@ -47,6 +48,7 @@ const MODULES: &[Module] = &[
     ("apps", apps::scenarios),
     ("limits", limits::scenarios),
     ("hostile", hostile::scenarios),
+    ("blk", blk::scenarios),
 ];
 
 fn main() -> ExitCode {

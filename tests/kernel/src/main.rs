@@ -12,7 +12,11 @@
 
 mod options;
 mod scenario;
+#[cfg(any(target_os = "none", test))]
+mod sha256;
 
+#[cfg(target_os = "none")]
+mod blk;
 #[cfg(target_os = "none")]
 mod channels;
 #[cfg(target_os = "none")]
@@ -28,7 +32,7 @@ mod services;
 mod guest {
     use crate::options::{self, Options};
     use crate::scenario::{self, Env, Verdict};
-    use crate::{channels, hostile, kscenario, services};
+    use crate::{blk, channels, hostile, kscenario, services};
     use xenfront::console::ConsoleError;
     use xenfront::hypercall::ShutdownReason;
     use xenfront::{control, println};
@@ -42,7 +46,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 24] = [
+    pub const TESTS: [Test; 25] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -138,6 +142,10 @@ mod guest {
         Test {
             name: "hostile-xs",
             run: hostile::xs_test,
+        },
+        Test {
+            name: "blk",
+            run: blk::blk_test,
         },
     ];
 
