@@ -250,6 +250,7 @@ fn check_xs(o: &Outcome) -> Result<(), String> {
     line(o, &format!("hostile-xs: {total} rounds of garbage"))?;
     let want = XS_ROUNDS.iter().map(|r| r.2.to_string()).chain([
         format!(r#"bad XenStore value ring-ref = "{}""#, "7".repeat(3000)),
+        "map_grant_ref: GNTST GeneralError".to_string(),
         "protocol error: bad ring orders".to_string(),
     ]);
     for (i, w) in want.enumerate() {
