@@ -7,66 +7,75 @@
 //! ```ignore
 //! let mut disk = xenfront::blk::Disk::open(None, Default::default())?; // first device/vbd
 //! let info = disk.info().clone();
-//! let mut buf = alloc::vec![0u8; 1 << 20];
-//! disk.read(0, &mut buf)?;          // byte offset, sector-aligned
-//! disk.write(0, &buf)?;
+//! let mut buf = alloc::vec![0u8; 4097];
+//! disk.read(511, &mut buf)?;        // any byte offset, any length
+//! disk.write(511, &buf)?;           // partial sectors: read-modify-write
 //! disk.flush()?;
 //! disk.close()?;
 //! ```
 //!
-//! What it does (issue 14, first step):
-//!
 //! * **Connect** ([`Disk::open`]): list `device/vbd`, read and cross-check
 //!   the frontend's `backend`/`backend-id`, write `Initialising`, wait
-//!   (deadline) for the backend's `InitWait`, read its
-//!   [`RingFeatures`], set up one ring page (`ring-page-order` 0) granted
-//!   to the backend, an unbound event channel and a pool of data pages,
-//!   write the connection keys in one transaction
-//!   ([`write_keys`]) with `Initialised`, wait
-//!   (deadline) for `Connected`, read [`BackendInfo`] and go `Connected`.
-//! * **I/O** ([`Disk::read`], [`Disk::write`], [`Disk::flush`]):
-//!   blocking; the I/O is planned by
-//!   [`plan_io`] into direct requests of
-//!   up to 11 segments and the ring is kept as full as the pool allows.
-//!   Every data page is a bounce page of a fixed pool, granted once for
-//!   the device's life (we announce `feature-persistent` = 1: blkback may
-//!   keep them mapped). Each response is copied out of the ring and
-//!   validated by [`Outstanding::complete`]; a response that breaks the
-//!   protocol, or no response for [`Config::request_timeout_ns`],
-//!   disconnects the device ([`DiskError::Disconnected`]); a
-//!   `BLKIF_RSP_ERROR` fails only that I/O ([`DiskError::Io`]).
+//!   (deadline) for the backend's `InitWait`, read its [`RingFeatures`],
+//!   set up a ring of `1 << order` pages (order up to
+//!   [`Config::ring_page_order`] and the backend's `max-ring-page-order`:
+//!   16 pages, 512 slots, against Linux blkback), each granted to the
+//!   backend, an unbound event channel, a pool of data pages and, when the
+//!   backend takes more than 11 segments (`feature-max-indirect-segments`),
+//!   indirect-segment pages; write the connection keys in one transaction
+//!   ([`write_keys`]) with `Initialised`, wait (deadline) for `Connected`,
+//!   read [`BackendInfo`] and go `Connected`.
+//! * **I/O** ([`Disk::read`], [`Disk::write`], [`Disk::flush`],
+//!   [`Disk::discard`]): blocking, at any byte offset and length (a partial
+//!   sector is read whole; written by read-modify-write). The sector-aligned
+//!   part is planned by [`plan_io`] into requests of up to 256 segments
+//!   (1 MiB, `BLKIF_OP_INDIRECT`) or 11 (direct), and the ring is kept as
+//!   full as the pool allows. Data moves through bounce pages of a fixed
+//!   pool: with [`Config::persistent`] (`feature-persistent` = 1) each is
+//!   granted once for the device's life and blkback keeps it mapped;
+//!   without, each is granted for one request and revoked when it is
+//!   answered. Each response is copied out of the ring and validated by
+//!   [`Outstanding::complete`]; a response that breaks the protocol, a
+//!   request unanswered [`Config::request_timeout_ns`] after it was issued,
+//!   or the backend leaving `Connected` (`xl block-detach`) disconnects the
+//!   device: requests in flight end with the error, grants are revoked
+//!   (deferred while mapped), and every later call fails with
+//!   [`DiskError::Disconnected`] naming the cause. A `BLKIF_RSP_ERROR`
+//!   fails only that I/O ([`DiskError::Io`]).
 //! * **Close** ([`Disk::close`]): `Closing`, wait for the backend to
 //!   follow, `Closed`, wait (deadline) for the backend's `Closed` (it
 //!   unmaps the ring and data pages then), revoke every grant (deferred
 //!   while still mapped: [`grant_table::poll_deferred`] finishes the job),
 //!   close the event channel.
 //!
-//! Not yet: multi-page rings, indirect descriptors, several queues,
-//! discard, unaligned I/O (offset and length must be multiples of the
-//! sector size), resize and reconnect.
+//! Not yet: several queues (`multi-queue-num-queues`), resize, and
+//! replaying I/O across a reconnect.
 
 extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::drivers::blkfront::{
-    connect_keys, flush_request, plan_io, Outstanding, PagePool, Planned, QueueRing, Status,
+    connect_keys, flush_request, plan_discard, plan_io, Completion, Outstanding, PagePool,
+    Planned, QueueRing, Span, Status, MAX_RING_PAGE_ORDER,
 };
 use crate::event;
-use crate::grant_table::{self, Grant};
-use crate::mm;
+use crate::grant_table::{self, Grant, Revoked};
+use crate::mm::{self, SharedPage};
 use crate::ring::FrontRing;
 use crate::shared::{SharedMem, PAGE_SIZE};
 use crate::time;
 use crate::xen_abi::blkif::{
-    BlkifRequest, BlkifResponse, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE,
+    BlkifRequest, BlkifResponse, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
+    BLKIF_OP_FLUSH_DISKCACHE,
 };
 use crate::xenbus::{
-    write_keys, Action, ConnectState, Frontend, FrontendInfo, Timeouts, XenbusError, XenbusState,
-    MAX_TX_ATTEMPTS,
+    write_keys, Action, ConnectState, Frontend, FrontendInfo, Phase, Timeouts, XenbusError,
+    XenbusState, MAX_TX_ATTEMPTS,
 };
 use crate::xenstore::{self, StoreError, Watch, XsError};
 
@@ -75,6 +84,9 @@ pub use crate::drivers::blkfront::{BackendInfo, BlkError, Op, RingFeatures};
 /// Longest sleep of a handshake wait between two reads of the backend's
 /// state (the watch normally ends it sooner).
 const POLL_NS: u64 = 200_000_000;
+/// Longest sleep waiting for a response: the backend's state (watch) and
+/// the oldest request's deadline are looked at in between.
+const IO_POLL_NS: u64 = 100_000_000;
 
 /// The device class this module drives.
 pub const CLASS: &str = "vbd";
@@ -84,22 +96,37 @@ pub const CLASS: &str = "vbd";
 pub struct Config {
     /// How long each handshake wait may last.
     pub timeouts: Timeouts,
-    /// No response for this long while requests are in flight →
+    /// A request not answered this long after it was put on the ring →
     /// [`DiskError::Timeout`] (and the device disconnects).
     pub request_timeout_ns: u64,
-    /// Bounce pages in the pool (each granted once for the device's
-    /// life); at least 11 (one full request) are used.
+    /// Data bounce pages in the pool; at least one request's worth (11,
+    /// or the indirect segment count) is used.
     pub pool_pages: u32,
+    /// Ring pages as an order (0: one page, 32 slots; 4: 16 pages, 512
+    /// slots), capped by the backend's `max-ring-page-order` and
+    /// [`MAX_RING_PAGE_ORDER`].
+    pub ring_page_order: u32,
+    /// Use indirect requests (up to 256 segments, 1 MiB) when the backend
+    /// offers more than 11 (`feature-max-indirect-segments`).
+    pub indirect: bool,
+    /// Persistent grants: the pool's pages are granted once and announced
+    /// with `feature-persistent` = 1; otherwise each is granted for one
+    /// request and revoked when it is answered.
+    pub persistent: bool,
 }
 
 impl Default for Config {
-    /// [`Timeouts::default`], 30 s per request, 352 pages (a full
-    /// one-page ring of 32 requests × 11 segments, 1.4 MiB).
+    /// [`Timeouts::default`], 30 s per request, 1,024 pool pages (4 MiB:
+    /// four 1 MiB requests in flight), ring order 4, indirect requests and
+    /// persistent grants on.
     fn default() -> Self {
         Config {
             timeouts: Timeouts::default(),
             request_timeout_ns: 30_000_000_000,
-            pool_pages: 32 * BLKIF_MAX_SEGMENTS_PER_REQUEST as u32,
+            pool_pages: 1024,
+            ring_page_order: MAX_RING_PAGE_ORDER,
+            indirect: true,
+            persistent: true,
         }
     }
 }
@@ -132,15 +159,15 @@ pub enum DiskError {
         /// Its status.
         status: Status,
     },
-    /// No response for `ms` milliseconds with `in_flight` requests out.
+    /// A request was not answered within the request timeout.
     Timeout {
-        /// How long we waited.
+        /// How long the oldest request waited.
         ms: u64,
         /// Requests outstanding.
         in_flight: u32,
     },
-    /// The device is down: an earlier protocol error or timeout (named),
-    /// or it was closed.
+    /// The device is down: an earlier protocol error, timeout or backend
+    /// close (named), or it was closed.
     Disconnected(String),
 }
 
@@ -174,7 +201,7 @@ impl fmt::Display for DiskError {
                 write!(f, "blk: request at sector {sector} failed: {status:?}")
             }
             DiskError::Timeout { ms, in_flight } => {
-                write!(f, "blk: no response in {ms} ms ({in_flight} in flight)")
+                write!(f, "blk: request unanswered for {ms} ms ({in_flight} in flight)")
             }
             DiskError::Disconnected(why) => write!(f, "blk: disconnected: {why}"),
         }
@@ -195,6 +222,8 @@ fn resource(what: &'static str) -> impl Fn(&dyn fmt::Display) -> DiskError {
 pub struct DiskStats {
     /// Requests put on the ring.
     pub requests: u64,
+    /// Of them, indirect ones.
+    pub indirect: u64,
     /// Responses validated.
     pub responses: u64,
     /// Notifications sent to the backend.
@@ -203,30 +232,122 @@ pub struct DiskStats {
     pub waits: u64,
     /// Most requests in flight at once.
     pub max_in_flight: u32,
+    /// Grants made for data pages (the pool's, once each, with persistent
+    /// grants; one per page per request without).
+    pub data_grants: u64,
+    /// Data bytes moved by reads and writes.
+    pub bytes: u64,
 }
 
-/// A request in flight: which planned request, its pool pages.
+/// A request in flight: which planned request, its pool pages, its
+/// indirect pages, when it was issued.
 #[derive(Debug)]
 struct Inflight {
     req: usize,
     pages: Vec<u32>,
+    indirect: Vec<u32>,
     sector: u64,
+    issued_ns: u64,
+}
+
+/// A pool of granted pages: the pages, their grants (`None` while a
+/// non-persistent page is not in use), and which are free.
+struct Pages {
+    pages: Vec<SharedPage>,
+    grants: Vec<Option<Grant>>,
+    pool: PagePool,
+}
+
+impl Pages {
+    fn empty() -> Pages {
+        Pages {
+            pages: Vec::new(),
+            grants: Vec::new(),
+            pool: PagePool::new(0),
+        }
+    }
+
+    /// `n` pages, each granted to `be` now when `persistent`.
+    fn new(n: u32, be: u16, persistent: bool, readonly: bool) -> Result<Pages, DiskError> {
+        let mut p = Pages::empty();
+        for _ in 0..n {
+            let page = mm::alloc_shared_page().map_err(|e| resource("data page")(&e))?;
+            let grant = if persistent {
+                Some(
+                    grant_table::grant_page(be, &page, readonly)
+                        .map_err(|e| resource("grant data page")(&e))?,
+                )
+            } else {
+                None
+            };
+            p.pages.push(page);
+            p.grants.push(grant);
+        }
+        p.pool = PagePool::new(n);
+        Ok(p)
+    }
+
+    fn mem(&self, q: u32) -> SharedMem<'_> {
+        self.pages[q as usize].mem()
+    }
+
+    /// The grant reference of page `q`, granting it to `be` first if it
+    /// has none (non-persistent); the count of grants made goes to `made`.
+    fn gref(&mut self, q: u32, be: u16, made: &mut u64) -> Result<u32, DiskError> {
+        let slot = &mut self.grants[q as usize];
+        if slot.is_none() {
+            let g = grant_table::grant_page(be, &self.pages[q as usize], false)
+                .map_err(|e| resource("grant data page")(&e))?;
+            *made += 1;
+            *slot = Some(g);
+        }
+        Ok(slot.as_ref().expect("granted above").gref().0)
+    }
+
+    /// Returns pages to the pool; without persistent grants their grants
+    /// are revoked first, and a page the backend still maps stays out of
+    /// the pool (its grant is deferred; the page is not reused).
+    fn give_back(&mut self, pages: &[u32], persistent: bool) {
+        if persistent {
+            self.pool.give_back(pages);
+            return;
+        }
+        let mut back = Vec::with_capacity(pages.len());
+        for &q in pages {
+            match self.grants[q as usize].take().map(grant_table::revoke) {
+                Some(Ok(Revoked::Deferred)) | Some(Err(_)) => {}
+                Some(Ok(Revoked::Done(_))) | None => back.push(q),
+            }
+        }
+        self.pool.give_back(&back);
+    }
+
+    /// Revokes every grant (deferred while mapped).
+    fn revoke_all(&mut self) {
+        for g in self.grants.drain(..).flatten() {
+            let _ = grant_table::revoke(g);
+        }
+        self.pages.clear();
+        self.pool = PagePool::new(0);
+    }
 }
 
 /// One connected virtual block device.
 pub struct Disk {
-    // Declared (so dropped) before `ring_grant`: the ring view points into
-    // that grant's page.
+    // Declared (so dropped) before `ring_grants`: the ring view points
+    // into those grants' pages.
     ring: Option<FrontRing<'static, BlkifRequest, BlkifResponse>>,
-    ring_grant: Option<Grant>,
-    /// The pool's pages, granted to the backend for the device's life.
-    pages: Vec<Grant>,
-    pool: PagePool,
+    ring_grants: Vec<Grant>,
+    /// Data bounce pages.
+    data: Pages,
+    /// Indirect-segment pages (granted read-only for the device's life).
+    indirect: Pages,
     table: Outstanding<Inflight>,
     port: Option<u32>,
     front: FrontendInfo,
     backend: Option<BackendInfo>,
     features: Option<RingFeatures>,
+    order: u32,
     fe: Frontend,
     watch: Option<Watch>,
     config: Config,
@@ -257,15 +378,16 @@ impl Disk {
         let watch = Watch::new(&front.backend_state_path())?;
         let mut disk = Disk {
             ring: None,
-            ring_grant: None,
-            pages: Vec::new(),
-            pool: PagePool::new(0),
+            ring_grants: Vec::new(),
+            data: Pages::empty(),
+            indirect: Pages::empty(),
             table: Outstanding::new(0),
             port: None,
             handle: front.id as u16,
             front,
             backend: None,
             features: None,
+            order: 0,
             fe: Frontend::new(ConnectState::Initialised, config.timeouts),
             watch: Some(watch),
             config,
@@ -273,7 +395,7 @@ impl Disk {
             stats: DiskStats::default(),
         };
         let a = disk.fe.start(time::now_ns());
-        match disk.drive(a, |fe| fe.phase() == crate::xenbus::Phase::Connected) {
+        match disk.drive(a, |fe| fe.phase() == Phase::Connected) {
             Ok(()) => Ok(disk),
             Err(e) => {
                 disk.teardown();
@@ -302,9 +424,39 @@ impl Disk {
         self.info().bytes()
     }
 
+    /// The logical sector size in bytes.
+    pub fn sector_size(&self) -> u32 {
+        self.info().sector_size
+    }
+
+    /// Whether the backend exports the disk read-only (writes and
+    /// discards are refused with [`BlkError::ReadOnly`], never sent).
+    pub fn read_only(&self) -> bool {
+        self.info().read_only()
+    }
+
     /// Ring slots (requests in flight at most).
     pub fn ring_slots(&self) -> u32 {
         self.ring.as_ref().map_or(0, |r| r.nr_ents())
+    }
+
+    /// The ring's page order in use.
+    pub fn ring_page_order(&self) -> u32 {
+        self.order
+    }
+
+    /// Segments per request in use (11: direct requests only).
+    pub fn max_segments(&self) -> u32 {
+        match &self.backend {
+            Some(b) if self.config.indirect => b.max_segments(),
+            _ => BLKIF_MAX_SEGMENTS_PER_REQUEST as u32,
+        }
+    }
+
+    /// Whether persistent grants are in use (ours announced, and the
+    /// backend's `feature-persistent`).
+    pub fn persistent(&self) -> bool {
+        self.config.persistent && self.backend.as_ref().is_some_and(|b| b.persistent)
     }
 
     /// Counters so far.
@@ -354,7 +506,7 @@ impl Disk {
                     let info = xenstore::with(|c| Ok(BackendInfo::read(c, &dir)))?;
                     match info {
                         Ok(info) => {
-                            self.connected(info)?;
+                            self.backend = Some(info);
                             if write_connected {
                                 self.set_state(XenbusState::Connected)?;
                             }
@@ -404,58 +556,70 @@ impl Disk {
         Ok(())
     }
 
-    /// The ring page, the event channel, the pool, and the keys.
+    /// The ring pages, the event channel, the pools, and the keys.
     fn write_keys(&mut self, state: XenbusState) -> Result<(), DiskError> {
         let be = self.front.backend_id;
         let bdir = self.front.backend.path.clone();
         let features = xenstore::with(|c| Ok(RingFeatures::read(c, &bdir)))??;
         self.features = Some(features);
-        let page = mm::alloc_shared_page().map_err(|e| resource("ring page")(&e))?;
-        // SAFETY: the page stays allocated and mapped while `ring_grant`
-        // (which holds a handle to it, and after revocation the grant
-        // table's deferred list) lives; `ring` is declared before
-        // `ring_grant` and `teardown` drops the ring before revoking the
-        // grant, so the view never outlives the page. The page is only
-        // accessed through SharedMem.
-        let mem = unsafe { SharedMem::from_raw(page.va() as *mut u8, PAGE_SIZE) };
+        let order = features.ring_page_order(self.config.ring_page_order);
+        let n = 1usize << order;
+        let pages = mm::alloc_shared_pages(n).map_err(|e| resource("ring pages")(&e))?;
+        let mut refs = Vec::with_capacity(n);
+        for p in &pages {
+            let g = grant_table::grant_page(be, p, false)
+                .map_err(|e| resource("grant ring page")(&e))?;
+            refs.push(g.gref().0);
+            self.ring_grants.push(g);
+        }
+        // SAFETY: `pages` are consecutive frames, mapped RW one after the
+        // other at their pseudo-physical addresses; each stays allocated
+        // while its grant in `ring_grants` (and, once revoked, the grant
+        // table's deferred list) holds a handle. `ring` is declared before
+        // `ring_grants` and `teardown` drops the ring before revoking, so
+        // the view never outlives the pages, which are only accessed
+        // through SharedMem.
+        let mem = unsafe { SharedMem::from_raw(pages[0].va() as *mut u8, n * PAGE_SIZE) };
+        drop(pages);
         let ring = FrontRing::init_shared(mem).map_err(|e| resource("ring")(&e))?;
         let slots = ring.nr_ents();
         self.ring = Some(ring);
-        let grant = grant_table::grant_page(be, &page, false)
-            .map_err(|e| resource("grant ring page")(&e))?;
-        let gref = grant.gref().0;
-        self.ring_grant = Some(grant);
+        self.order = order;
         let port = event::alloc_unbound(be).map_err(|e| resource("alloc_unbound")(&e))?;
         self.port = Some(port);
-        let n = self
-            .config
-            .pool_pages
-            .max(BLKIF_MAX_SEGMENTS_PER_REQUEST as u32);
-        for _ in 0..n {
-            let p = mm::alloc_shared_page().map_err(|e| resource("data page")(&e))?;
-            let g = grant_table::grant_page(be, &p, false)
-                .map_err(|e| resource("grant data page")(&e))?;
-            self.pages.push(g);
+        let segs = if self.config.indirect {
+            features.max_segments()
+        } else {
+            BLKIF_MAX_SEGMENTS_PER_REQUEST as u32
+        };
+        let n = self.config.pool_pages.max(segs);
+        self.data = Pages::new(n, be, self.config.persistent, false)?;
+        if segs > BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 {
+            // One page of 512 segments per indirect request (≤ 256
+            // segments each); an indirect request takes at least 12 data
+            // pages, so no more than n / 12 are in flight.
+            let per = crate::xen_abi::blkif::indirect_pages(segs as usize) as u32;
+            let ind = (n / (BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 + 1) + 1).min(slots) * per;
+            self.indirect = Pages::new(ind, be, true, true)?;
         }
-        self.pool = PagePool::new(n);
+        self.stats.data_grants += if self.config.persistent {
+            u64::from(n)
+        } else {
+            0
+        };
         self.table = Outstanding::new(slots);
         let keys = connect_keys(
             &features,
-            0,
+            order,
             &[QueueRing {
-                ring_refs: &[gref],
+                ring_refs: &refs,
                 event_channel: port,
             }],
-            true,
+            self.config.persistent,
             state,
         )?;
         let dir = self.front.dir.clone();
         xenstore::with(|c| Ok(write_keys(c, &dir, &keys, MAX_TX_ATTEMPTS)))??;
-        Ok(())
-    }
-
-    fn connected(&mut self, info: BackendInfo) -> Result<(), DiskError> {
-        self.backend = Some(info);
         Ok(())
     }
 
@@ -465,26 +629,29 @@ impl Disk {
         // Requests in flight die with the ring.
         let _ = self.table.drain();
         self.ring = None;
-        if let Some(g) = self.ring_grant.take() {
+        for g in self.ring_grants.drain(..) {
             let _ = grant_table::revoke(g);
         }
-        for g in self.pages.drain(..) {
-            let _ = grant_table::revoke(g);
-        }
-        self.pool = PagePool::new(0);
+        self.data.revoke_all();
+        self.indirect.revoke_all();
         if let Some(p) = self.port.take() {
             let _ = event::close(p);
         }
         grant_table::poll_deferred();
     }
 
-    /// Our orderly close: waits for requests in flight (none are, between
-    /// calls), `Closing`, the backend's `Closing`, `Closed`, the backend's
-    /// `Closed` (deadline: [`Timeouts::close_ns`]), then revokes the
-    /// grants and closes the port.
+    /// Our orderly close: `Closing`, the backend's `Closing`, `Closed`,
+    /// the backend's `Closed` (deadline: [`Timeouts::close_ns`]), then
+    /// revokes the grants and closes the port. No request is in flight
+    /// between calls.
     pub fn close(mut self) -> Result<(), DiskError> {
+        if let Some(why) = self.failed.take() {
+            // Down already (torn down when it failed).
+            self.watch = None;
+            return Err(DiskError::Disconnected(why));
+        }
         let a = self.fe.close(time::now_ns());
-        let r = self.drive(a, |fe| fe.phase() == crate::xenbus::Phase::Closed);
+        let r = self.drive(a, |fe| fe.phase() == Phase::Closed);
         // Now say Closed: blkback disconnects (unmaps the ring and the
         // data pages) when the frontend is Closed, then goes Closed.
         let said = self.set_state(XenbusState::Closed);
@@ -519,8 +686,9 @@ impl Disk {
         }
     }
 
-    /// Goes down after a protocol error or timeout: the ring is no longer
-    /// trusted; every later call fails with the same reason.
+    /// Goes down after a protocol error, a timeout or the backend's close:
+    /// the ring is no longer trusted; requests in flight fail; every later
+    /// call fails with the same reason.
     fn fail(&mut self, e: DiskError) -> DiskError {
         let why = format!("{e}");
         self.failed.get_or_insert(why);
@@ -529,16 +697,74 @@ impl Disk {
         e
     }
 
-    /// Reads `buf.len()` bytes at byte `offset` of the disk (both
-    /// multiples of the sector size).
+    /// Reads `buf.len()` bytes at byte `offset` of the disk: any offset,
+    /// any length (partial sectors at either end are read whole and the
+    /// part asked for copied out).
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.io(Op::Read, offset, IoBuf::Read(buf))
+        self.check()?;
+        self.within(offset, buf.len())?;
+        let span = Span::cut(offset, buf.len() as u64, self.sector_size());
+        let mut sector = vec![0u8; self.sector_size() as usize];
+        let mut at = 0;
+        if let Some((start, off, n)) = span.head {
+            self.io(Op::Read, start, IoBuf::Read(&mut sector))?;
+            buf[..n].copy_from_slice(&sector[off..off + n]);
+            at = n;
+        }
+        if let Some((pos, n)) = span.middle {
+            self.io(Op::Read, pos, IoBuf::Read(&mut buf[at..at + n as usize]))?;
+            at += n as usize;
+        }
+        if let Some((start, n)) = span.tail {
+            self.io(Op::Read, start, IoBuf::Read(&mut sector))?;
+            buf[at..at + n].copy_from_slice(&sector[..n]);
+        }
+        Ok(())
     }
 
-    /// Writes `data` at byte `offset` of the disk (both multiples of the
-    /// sector size). Durable only after [`flush`](Self::flush).
+    /// Writes `data` at byte `offset` of the disk: any offset, any length
+    /// (a partial sector at either end is read, patched and written back).
+    /// Durable only after [`flush`](Self::flush). A read-only disk refuses
+    /// with [`BlkError::ReadOnly`] before anything is sent.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
-        self.io(Op::Write, offset, IoBuf::Write(data))
+        self.check()?;
+        if self.read_only() {
+            return Err(BlkError::ReadOnly.into());
+        }
+        self.within(offset, data.len())?;
+        let span = Span::cut(offset, data.len() as u64, self.sector_size());
+        let mut sector = vec![0u8; self.sector_size() as usize];
+        let mut at = 0;
+        if let Some((start, off, n)) = span.head {
+            self.io(Op::Read, start, IoBuf::Read(&mut sector))?;
+            sector[off..off + n].copy_from_slice(&data[..n]);
+            self.io(Op::Write, start, IoBuf::Write(&sector))?;
+            at = n;
+        }
+        if let Some((pos, n)) = span.middle {
+            self.io(Op::Write, pos, IoBuf::Write(&data[at..at + n as usize]))?;
+            at += n as usize;
+        }
+        if let Some((start, n)) = span.tail {
+            self.io(Op::Read, start, IoBuf::Read(&mut sector))?;
+            sector[..n].copy_from_slice(&data[at..at + n]);
+            self.io(Op::Write, start, IoBuf::Write(&sector))?;
+        }
+        Ok(())
+    }
+
+    /// The range ends within the disk, or [`BlkError::BeyondEnd`].
+    fn within(&self, offset: u64, len: usize) -> Result<(), DiskError> {
+        let disk_bytes = self.bytes();
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= disk_bytes => Ok(()),
+            _ => Err(BlkError::BeyondEnd {
+                offset,
+                len: len as u64,
+                disk_bytes,
+            }
+            .into()),
+        }
     }
 
     /// `BLKIF_OP_FLUSH_DISKCACHE`: everything written before is durable
@@ -549,29 +775,58 @@ impl Disk {
         let limits = self.info().limits();
         // Refused without feature-flush-cache, before anything is queued.
         flush_request(0, self.handle, &limits)?;
-        let Some(id) = self.table.insert(
-            BLKIF_OP_FLUSH_DISKCACHE,
-            false,
-            Inflight {
-                req: 0,
-                pages: Vec::new(),
-                sector: 0,
-            },
-        ) else {
-            return Err(DiskError::Disconnected("ring full".into()));
-        };
+        let id = self.slot(BLKIF_OP_FLUSH_DISKCACHE, 0)?;
         let req = flush_request(id, self.handle, &limits)?;
+        self.single(req, 0)
+    }
+
+    /// `BLKIF_OP_DISCARD` of `len` bytes at `offset` (both multiples of
+    /// the sector size): the backend may drop the data (a loop device over
+    /// a file punches a hole; it reads back as zeros).
+    /// [`BlkError::NotSupported`] without `feature-discard`.
+    pub fn discard(&mut self, offset: u64, len: u64) -> Result<(), DiskError> {
+        self.check()?;
+        let limits = self.info().limits();
+        let secure = false;
+        plan_discard(offset, len, secure, 0, self.handle, &limits)?;
+        let id = self.slot(BLKIF_OP_DISCARD, offset)?;
+        let req = plan_discard(offset, len, secure, id, self.handle, &limits)?;
+        self.single(req.to_slot(), offset / 512)
+    }
+
+    /// A table slot for a request without data pages.
+    fn slot(&mut self, op: u8, sector: u64) -> Result<u64, DiskError> {
+        self.table
+            .insert(
+                op,
+                false,
+                Inflight {
+                    req: 0,
+                    pages: Vec::new(),
+                    indirect: Vec::new(),
+                    sector,
+                    issued_ns: time::now_ns(),
+                },
+            )
+            .ok_or_else(|| DiskError::Disconnected("ring full".into()))
+    }
+
+    /// Issues one request without data and waits for it (and anything
+    /// else in flight).
+    fn single(&mut self, req: BlkifRequest, sector: u64) -> Result<(), DiskError> {
         self.push(req)?;
         self.kick();
         let mut err = None;
-        self.complete_all(&mut |_, c| {
-            if c.status != Status::Okay {
-                err = Some(DiskError::Io {
-                    sector: 0,
-                    status: c.status,
-                });
+        while self.table.in_flight() > 0 {
+            for c in self.reap()? {
+                if c.status != Status::Okay && err.is_none() {
+                    err = Some(DiskError::Io {
+                        sector,
+                        status: c.status,
+                    });
+                }
             }
-        })?;
+        }
         err.map_or(Ok(()), Err)
     }
 
@@ -595,50 +850,92 @@ impl Disk {
         }
     }
 
+    /// Puts planned request `i` on the ring through pool pages: `None` if
+    /// the pool or the table has no room for it now.
+    fn issue(&mut self, op: Op, plan: &[Planned], i: usize, buf: &IoBuf<'_>) -> Result<bool, DiskError> {
+        let p = &plan[i];
+        let be = self.front.backend_id;
+        let nind = p.indirect_pages();
+        if self.table.is_full() || (self.indirect.pool.available() as usize) < nind {
+            return Ok(false);
+        }
+        let Some(pages) = self.data.pool.take(p.segments.len()) else {
+            return Ok(false);
+        };
+        let ind = self.indirect.pool.take(nind).expect("checked available");
+        let first = p.first_page();
+        if let IoBuf::Write(data) = buf {
+            let at = p.io_offset as usize;
+            let src = &data[at..at + p.len as usize];
+            let d = &self.data;
+            p.copy_to_pages(src, |pg| d.mem(pages[(pg - first) as usize]));
+        }
+        let mut grefs = Vec::with_capacity(pages.len());
+        for &q in &pages {
+            match self.data.gref(q, be, &mut self.stats.data_grants) {
+                Ok(r) => grefs.push(r),
+                Err(e) => {
+                    self.data.give_back(&pages, self.config.persistent);
+                    self.indirect.pool.give_back(&ind);
+                    return Err(e);
+                }
+            }
+        }
+        let gref_of = |pg: u32| grefs[(pg - first) as usize];
+        let req = if nind == 0 {
+            None
+        } else {
+            let views: Vec<SharedMem<'_>> = ind.iter().map(|&q| self.indirect.mem(q)).collect();
+            p.write_indirect_segments(&views, gref_of);
+            let mut made = 0;
+            let irefs: Vec<u32> = ind
+                .iter()
+                .map(|&q| self.indirect.gref(q, be, &mut made).expect("persistent"))
+                .collect();
+            Some(irefs)
+        };
+        let sector = p.sector;
+        let id = self
+            .table
+            .insert(
+                op.blkif(),
+                nind > 0,
+                Inflight {
+                    req: i,
+                    pages,
+                    indirect: ind,
+                    sector,
+                    issued_ns: time::now_ns(),
+                },
+            )
+            .expect("checked not full");
+        let slot = match req {
+            None => p
+                .direct(op, id, self.handle, gref_of)
+                .expect("planned with at most 11 segments"),
+            Some(irefs) => {
+                self.stats.indirect += 1;
+                p.indirect(op, id, self.handle, &irefs)
+                    .expect("indirect pages sized by the plan")
+                    .to_slot()
+            }
+        };
+        self.push(slot)?;
+        Ok(true)
+    }
+
+    /// A sector-aligned read or write.
     fn io(&mut self, op: Op, offset: u64, mut buf: IoBuf<'_>) -> Result<(), DiskError> {
         self.check()?;
         let mut limits = self.info().limits();
-        // Direct requests only for now (no indirect descriptors yet).
-        limits.max_segments = BLKIF_MAX_SEGMENTS_PER_REQUEST as u32;
+        limits.max_segments = self.max_segments();
         let plan = plan_io(op, offset, buf.len() as u64, 0, &limits)?;
         let mut next = 0;
         let mut first_err: Option<DiskError> = None;
         while next < plan.len() || self.table.in_flight() > 0 {
             // Fill the ring.
             let mut pushed = false;
-            while next < plan.len() && !self.table.is_full() {
-                let p = &plan[next];
-                let Some(pages) = self.pool.take(p.segments.len()) else {
-                    break;
-                };
-                if let IoBuf::Write(data) = &buf {
-                    let at = p.io_offset as usize;
-                    let src = &data[at..at + p.len as usize];
-                    let views = &self.pages;
-                    let first = p.first_page();
-                    p.copy_to_pages(src, |pg| views[pages[(pg - first) as usize] as usize].mem());
-                }
-                let first = p.first_page();
-                let grefs: Vec<u32> = pages
-                    .iter()
-                    .map(|&q| self.pages[q as usize].gref().0)
-                    .collect();
-                let sector = p.sector;
-                let Some(id) = self.table.insert(
-                    op.blkif(),
-                    false,
-                    Inflight {
-                        req: next,
-                        pages,
-                        sector,
-                    },
-                ) else {
-                    break;
-                };
-                let req = p
-                    .direct(op, id, self.handle, |pg| grefs[(pg - first) as usize])
-                    .expect("plan_io with 11 segments plans direct requests");
-                self.push(req)?;
+            while next < plan.len() && self.issue(op, &plan, next, &buf)? {
                 pushed = true;
                 next += 1;
             }
@@ -646,135 +943,109 @@ impl Disk {
                 self.kick();
             }
             // Collect what has come back; wait if nothing has.
-            let views = &self.pages;
-            let pool = &mut self.pool;
-            let mut on = |plan_req: &Planned, inflight: Inflight, status: Status| {
-                if status == Status::Okay {
+            for c in self.reap()? {
+                let inflight = c.data;
+                let p = &plan[inflight.req];
+                if c.status == Status::Okay {
                     if let IoBuf::Read(out) = &mut buf {
-                        let at = plan_req.io_offset as usize;
-                        let dst = &mut out[at..at + plan_req.len as usize];
-                        let first = plan_req.first_page();
-                        plan_req.copy_from_pages(dst, |pg| {
-                            views[inflight.pages[(pg - first) as usize] as usize].mem()
-                        });
+                        let at = p.io_offset as usize;
+                        let dst = &mut out[at..at + p.len as usize];
+                        let first = p.first_page();
+                        let d = &self.data;
+                        p.copy_from_pages(dst, |pg| d.mem(inflight.pages[(pg - first) as usize]));
                     }
+                    self.stats.bytes += p.len;
                 } else if first_err.is_none() {
                     first_err = Some(DiskError::Io {
                         sector: inflight.sector,
-                        status,
+                        status: c.status,
                     });
                 }
-                pool.give_back(&inflight.pages);
-            };
-            Self::reap(
-                &mut self.ring,
-                &mut self.table,
-                &mut self.stats,
-                self.port,
-                self.config.request_timeout_ns,
-                &plan,
-                &mut on,
-            )
-            .map_err(|e| self.fail(e))?;
+                self.data.give_back(&inflight.pages, self.config.persistent);
+                self.indirect.pool.give_back(&inflight.indirect);
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Takes every response there is (at least one, waiting up to the
-    /// request timeout if none is there) and hands each validated one to
-    /// `on`.
-    fn reap(
-        ring: &mut Option<FrontRing<'static, BlkifRequest, BlkifResponse>>,
-        table: &mut Outstanding<Inflight>,
-        stats: &mut DiskStats,
-        port: Option<u32>,
-        timeout_ns: u64,
-        plan: &[Planned],
-        on: &mut dyn FnMut(&Planned, Inflight, Status),
-    ) -> Result<(), DiskError> {
-        let ring = ring.as_mut().expect("checked");
-        let port = port.expect("connected");
-        let t0 = time::now_ns();
+    /// Every response there is, validated: at least one, waiting for it
+    /// while requests are in flight (none: an empty list). While waiting,
+    /// the backend's state is checked (it leaving `Connected` disconnects)
+    /// and the oldest request's deadline is enforced. Any error has taken
+    /// the device down.
+    fn reap(&mut self) -> Result<Vec<Completion<Inflight>>, DiskError> {
+        let port = self.port.expect("connected");
+        let mut out = Vec::new();
         loop {
             event::clear_pending(port);
-            let mut got = 0;
-            while let Some(rsp) = ring.take_response().map_err(BlkError::from)? {
-                let c = table.complete(rsp)?;
-                stats.responses += 1;
-                got += 1;
-                on(&plan[c.data.req], c.data, c.status);
-            }
-            if got > 0 || table.in_flight() == 0 {
-                return Ok(());
-            }
-            if ring.final_check_for_responses().map_err(BlkError::from)? {
-                continue;
-            }
-            let now = time::now_ns();
-            if now - t0 >= timeout_ns {
-                return Err(DiskError::Timeout {
-                    ms: (now - t0) / 1_000_000,
-                    in_flight: table.in_flight(),
-                });
-            }
-            stats.waits += 1;
-            event::wait(port, (t0 + timeout_ns).min(now + 100_000_000));
-        }
-    }
-
-    /// Waits for every request in flight (flush), handing each to `on`.
-    fn complete_all(
-        &mut self,
-        on: &mut dyn FnMut(u64, crate::drivers::blkfront::Completion<Inflight>),
-    ) -> Result<(), DiskError> {
-        let port = self.port.expect("connected");
-        let t0 = time::now_ns();
-        while self.table.in_flight() > 0 {
-            event::clear_pending(port);
             let ring = self.ring.as_mut().expect("checked");
-            let mut got = false;
             loop {
-                match ring.take_response() {
-                    Ok(Some(rsp)) => match self.table.complete(rsp) {
-                        Ok(c) => {
-                            self.stats.responses += 1;
-                            got = true;
-                            on(c.id, c);
-                        }
-                        Err(e) => return Err(self.fail(e.into())),
-                    },
+                let rsp = match ring.take_response() {
+                    Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => return Err(self.fail(BlkError::from(e).into())),
+                };
+                match self.table.complete(rsp) {
+                    Ok(c) => out.push(c),
+                    Err(e) => return Err(self.fail(e.into())),
                 }
             }
-            if got || self.table.in_flight() == 0 {
-                continue;
+            self.stats.responses += out.len() as u64;
+            if !out.is_empty() || self.table.in_flight() == 0 {
+                return Ok(out);
             }
-            let now = time::now_ns();
-            if now - t0 >= self.config.request_timeout_ns {
-                let e = DiskError::Timeout {
-                    ms: (now - t0) / 1_000_000,
-                    in_flight: self.table.in_flight(),
-                };
-                return Err(self.fail(e));
-            }
-            match self
-                .ring
-                .as_mut()
-                .expect("checked")
-                .final_check_for_responses()
-            {
+            match self.ring.as_mut().expect("checked").final_check_for_responses() {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => return Err(self.fail(BlkError::from(e).into())),
             }
+            self.backend_still_connected()?;
+            let now = time::now_ns();
+            let oldest = self
+                .table
+                .in_flight_data()
+                .map(|d| d.issued_ns)
+                .min()
+                .unwrap_or(now);
+            let deadline = oldest.saturating_add(self.config.request_timeout_ns);
+            if now >= deadline {
+                let e = DiskError::Timeout {
+                    ms: (now - oldest) / 1_000_000,
+                    in_flight: self.table.in_flight(),
+                };
+                return Err(self.fail(e));
+            }
             self.stats.waits += 1;
-            event::wait(
-                port,
-                (t0 + self.config.request_timeout_ns).min(now + 100_000_000),
-            );
+            event::wait(port, deadline.min(now + IO_POLL_NS));
         }
-        Ok(())
+    }
+
+    /// Looks at the backend's state if its watch fired: anything but
+    /// `Connected` (`xl block-detach` writes `Closing`; a vanished or
+    /// garbage state) takes the device down with the state machine's
+    /// error.
+    fn backend_still_connected(&mut self) -> Result<(), DiskError> {
+        let Some(w) = self.watch.as_mut() else {
+            return Ok(());
+        };
+        let fired = match w.next(0) {
+            Ok(f) => f.is_some(),
+            Err(e) => return Err(self.fail(e.into())),
+        };
+        if !fired {
+            return Ok(());
+        }
+        match self.feed() {
+            Ok(Action::Closed { error }) => {
+                let e = error.map_or_else(
+                    || DiskError::Disconnected("backend closed".into()),
+                    DiskError::Xenbus,
+                );
+                Err(self.fail(e))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 }
 
@@ -782,7 +1053,7 @@ impl Drop for Disk {
     /// A disk dropped without [`Disk::close`] is torn down abruptly: our
     /// state `Closed`, grants revoked (deferred while mapped), port closed.
     fn drop(&mut self) {
-        if self.ring.is_some() || self.port.is_some() || !self.pages.is_empty() {
+        if self.ring.is_some() || self.port.is_some() || !self.data.pages.is_empty() {
             let _ = self.set_state(XenbusState::Closed);
             self.teardown();
         }

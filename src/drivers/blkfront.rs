@@ -947,6 +947,64 @@ pub fn plan_io(
     Ok(out)
 }
 
+/// A byte range of the disk cut at its logical sectors: the partial
+/// sector at its start (`head`), the whole sectors (`middle`), the partial
+/// sector at its end (`tail`). The block API reads a partial sector whole
+/// and copies out the part asked for, and writes one by read-modify-write;
+/// the whole sectors go to the device as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// `(sector start, offset in the sector, bytes)` of a leading partial
+    /// sector.
+    pub head: Option<(u64, usize, usize)>,
+    /// `(disk offset, bytes)` of the whole sectors (both sector multiples).
+    pub middle: Option<(u64, u64)>,
+    /// `(sector start, bytes)` of a trailing partial sector (its data
+    /// starts at the sector's start).
+    pub tail: Option<(u64, usize)>,
+}
+
+impl Span {
+    /// Cuts `len` bytes at disk byte `offset` for a disk of `sector_size`
+    /// (a power of two). `len` = 0 is an empty span; a range inside one
+    /// sector is a `head` alone.
+    ///
+    /// ```
+    /// use xenfront::drivers::blkfront::Span;
+    /// // One byte at 511, and 4097 bytes at 100, on a 512-byte-sector disk.
+    /// let s = Span::cut(511, 1, 512);
+    /// assert_eq!((s.head, s.middle, s.tail), (Some((0, 511, 1)), None, None));
+    /// let s = Span::cut(100, 4097, 512);
+    /// assert_eq!(s.head, Some((0, 100, 412)));
+    /// assert_eq!(s.middle, Some((512, 3584)));
+    /// assert_eq!(s.tail, Some((4096, 101)));
+    /// ```
+    pub fn cut(offset: u64, len: u64, sector_size: u32) -> Span {
+        let ss = u64::from(sector_size.max(1));
+        let mut span = Span::default();
+        if len == 0 {
+            return span;
+        }
+        let end = offset.saturating_add(len);
+        let mut pos = offset;
+        if !pos.is_multiple_of(ss) {
+            let start = pos - pos % ss;
+            let n = (start + ss).min(end) - pos;
+            span.head = Some((start, (pos - start) as usize, n as usize));
+            pos += n;
+        }
+        let whole = (end - pos) / ss * ss;
+        if whole > 0 {
+            span.middle = Some((pos, whole));
+            pos += whole;
+        }
+        if pos < end {
+            span.tail = Some((pos, (end - pos) as usize));
+        }
+        span
+    }
+}
+
 /// A `BLKIF_OP_FLUSH_DISKCACHE` with no segments (legal: blkback takes
 /// `nseg == 0` for a flush), or [`BlkError::NotSupported`].
 pub fn flush_request(id: u64, handle: u16, limits: &IoLimits) -> Result<BlkifRequest, BlkError> {
@@ -1194,6 +1252,14 @@ impl<T> Outstanding<T> {
             status,
             data,
         })
+    }
+
+    /// The data of every request in flight, in slot order (to find the
+    /// oldest, whose deadline comes first).
+    pub fn in_flight_data(&self) -> impl Iterator<Item = &T> {
+        self.slots
+            .iter()
+            .filter_map(|e| e.busy.as_ref().map(|(_, _, _, d)| d))
     }
 
     /// Empties the table (on disconnect: every request in flight fails):

@@ -259,6 +259,17 @@ pub fn alloc_shared_page() -> Result<SharedPage, MmError> {
     Ok(SharedPage::from_page(alloc_page()?))
 }
 
+/// `n` zeroed shareable pages at consecutive pseudo-physical (so, RAM
+/// being mapped 1:1, virtual) addresses: a multi-page shared ring
+/// (`ring-page-order` > 0) seen as one contiguous view. Each page is
+/// granted on its own, so machine contiguity is not needed.
+pub fn alloc_shared_pages(n: usize) -> Result<Vec<SharedPage>, MmError> {
+    let first = with_frames(|fa| fa.alloc_contiguous(n as u64))??;
+    Ok((first..first + n as u64)
+        .map(|pfn| SharedPage::from_page(Page { pfn }))
+        .collect())
+}
+
 impl SharedPage {
     /// Wipes `page` and makes it shareable.
     pub fn from_page(mut page: Page) -> SharedPage {

@@ -1,42 +1,50 @@
-//! blkfront against the stock Linux blkback (issue 14): the guest gets a
-//! 16 MiB raw image of random bytes (`disk = [...]`, loop device via the
-//! `block` hotplug script), reads all of it, writes a pattern over it,
-//! flushes, reads it back and closes the device. Guest side:
-//! tests/kernel/src/blk.rs (`test=blk`), src/blk.rs.
+//! blkfront against the stock Linux blkback: raw images and loop devices
+//! in Dom0, the guest side in tests/kernel/src/blk.rs, src/blk.rs.
 //!
-//! Dom0 creates the image before `xl create` (`dom0_precreate`) and hashes
-//! it then and again once the guest is gone; the guest's sha256 of what it
-//! read must equal the first, that of what it wrote the second.
+//! * `blk`: a 64 MiB image of random bytes (`disk = [...]`, loop device via
+//!   the `block` hotplug script); the guest reads all of it, writes a
+//!   pattern over it, flushes, reads it back, closes. Dom0 hashes the
+//!   image before `xl create` (`dom0_precreate`) and once the guest is
+//!   gone: the guest's sha256 of what it read must equal the first, that
+//!   of what it wrote the second.
+//! * `blk-multi`: three disks at once: writable (unaligned I/O, discard),
+//!   read-only (`access=ro`: writes refused, image unchanged), and a
+//!   4096-byte-sector loop device (`losetup -b 4096`, `phy:`).
+//! * `blk-detach`: Dom0 `xl block-detach`es the disk while the guest reads
+//!   it, then `xl block-attach`es another image, which the guest reads.
+//! * `blk-features`: the same disk with each feature set (ring order,
+//!   indirect, persistent grants); figures.
 
 use lab::{Outcome, Scenario, Shutdown};
 
-use crate::common::{line, out, Mode};
-use crate::demo::check_grants_baseline;
+use crate::common::{line, lines, out, Mode};
 
-/// The disk image in Dom0.
-const IMAGE: &str = "/tmp/disk.img";
-
-/// Runs before `xl create`: the image the config names, and its hash.
-const PRECREATE: &str = r#"
-# An earlier scenario's disk must be gone (loop device detached, backend
-# removed) before the block hotplug script runs again.
+/// Waits until an earlier scenario's disks are gone (loop devices
+/// detached, backends removed) before the block hotplug script runs again.
+const WAIT_DISKS_GONE: &str = r#"
 i=0
 while { [ -n "$(losetup -a 2>/dev/null)" ] || [ -n "$(xenstore-list /local/domain/0/backend/vbd 2>/dev/null)" ]; } && [ $i -lt 150 ]; do
     usleep 200000; i=$((i + 1))
 done
 [ $i -eq 0 ] || echo "waited $((i / 5)) s for the previous disk to go"
-rm -f /tmp/disk.img
-head -c 16777216 /dev/urandom >/tmp/disk.img
-sha256sum /tmp/disk.img | cut -d' ' -f1 >"$OUT/before.sha256"
-ls -l /tmp/disk.img
 "#;
 
-/// Runs with the guest: once the domain is gone (destroyed after its
-/// poweroff, the disk detached), the image's hash again.
-const SCRIPT: &str = r#"
+/// `img NAME MIB`: a fresh image of random bytes and its sha256 in
+/// `$OUT/NAME.before`.
+const IMG: &str = r#"
+img() {
+    rm -f "/tmp/$1.img"
+    head -c $(($2 * 1048576)) /dev/urandom >"/tmp/$1.img"
+    sha256sum "/tmp/$1.img" | cut -d' ' -f1 >"$OUT/$1.before"
+}
+"#;
+
+/// Waits for the guest to be gone and its backends removed, then hashes
+/// each image named in `$IMAGES` into `$OUT/<name>.after`.
+const AFTER: &str = r#"
 xf_poll 600 sh -c '! xl domid "$NAME" >/dev/null 2>&1' || echo "domain still there" >&2
-sha256sum /tmp/disk.img | cut -d' ' -f1 >"$OUT/after.sha256"
-losetup -a >"$OUT/losetup" 2>&1
+xf_poll 30 sh -c '[ -z "$(xenstore-list /local/domain/0/backend/vbd/$DOMID 2>/dev/null)" ]' || echo "backend still there" >&2
+for i in $IMAGES; do sha256sum "/tmp/$i.img" | cut -d' ' -f1 >"$OUT/$i.after"; done
 cp /var/log/xen/xen-hotplug.log "$OUT/xen-hotplug.log" 2>/dev/null
 "#;
 
@@ -55,56 +63,211 @@ fn sha_in(l: &str) -> Result<&str, String> {
 
 /// `(<x.x> MB/s)` of a line.
 fn rate(l: &str) -> &str {
-    l.rsplit('(').next().unwrap_or("").trim_end_matches(')')
+    l.rsplit('(')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(')')
+        .trim_end_matches(" MB/s")
+}
+
+/// `resources: before <r> after <r>`: equal. Returns the line.
+fn check_resources(o: &Outcome) -> Result<&str, String> {
+    let l = line(o, "resources: before ")?;
+    let (before, after) = l
+        .split_once(" after ")
+        .ok_or_else(|| format!("resources line {l:?}"))?;
+    if before != after {
+        return Err(format!("resources not back at their baseline: {l:?}"));
+    }
+    Ok(l)
+}
+
+fn eq(what: &str, guest: &str, dom0: &str) -> Result<(), String> {
+    if guest != dom0 {
+        return Err(format!("{what}: guest sha256 {guest}, Dom0 {dom0}"));
+    }
+    Ok(())
 }
 
 fn check(o: &Outcome) -> Result<(), String> {
     let info = line(o, "blk: ")?;
-    if !info.starts_with("32768 sectors of 512 bytes, read-only 0") {
-        return Err(format!("guest's disk: {info:?}, want 16 MiB writable"));
+    if !info.starts_with("131072 sectors of 512 bytes, read-only 0") {
+        return Err(format!("guest's disk: {info:?}, want 64 MiB writable"));
+    }
+    let ring = line(o, "blk: ring order ")?;
+    // Linux 6.1 blkback: max-ring-page-order 4, 256 indirect segments,
+    // persistent grants.
+    if !ring.starts_with("4 (512 slots), 256 segments per request, persistent 1") {
+        return Err(format!("ring set-up {ring:?}, want order 4, 256 segments, persistent"));
     }
     let read = line(o, "blk: read ")?;
     let wrote = line(o, "blk: wrote ")?;
     let verified = line(o, "blk: verified ")?;
     line(o, "blk: closed")?;
-    let before = out(o, "before.sha256")?;
-    let after = out(o, "after.sha256")?;
     let (r, w) = (sha_in(read)?, sha_in(wrote)?);
-    if r != before {
-        return Err(format!("guest read sha256 {r}, Dom0's image had {before}"));
-    }
-    if w != after {
-        return Err(format!("guest wrote sha256 {w}, Dom0's image now {after}"));
-    }
-    if before == after {
+    eq("read", r, out(o, "disk.before")?)?;
+    eq("written", w, out(o, "disk.after")?)?;
+    if r == w {
         return Err("the image did not change".into());
     }
-    let g = check_grants_baseline(o)?;
-    let stats = crate::common::lines(o)
-        .find(|l| l.starts_with("blk: ") && l.contains(" requests, "))
+    let res = check_resources(o)?;
+    let stats = lines(o)
+        .find(|l| l.starts_with("blk: ") && l.contains(" requests ("))
         .unwrap_or("");
     println!(
-        "    figure: blkfront {}: read {} MB/s, write {} MB/s, read back {} MB/s; sha256 equal ({r} / {w}); {stats}; {g}",
+        "    figure: blkfront {}: 64 MiB read {} MB/s, write {} MB/s, read back {} MB/s; sha256 equal Dom0's ({r} / {w}); {stats}; {res}",
         o.name,
-        rate(read).trim_end_matches(" MB/s"),
-        rate(wrote).trim_end_matches(" MB/s"),
-        rate(verified).trim_end_matches(" MB/s"),
+        rate(read),
+        rate(wrote),
+        rate(verified),
     );
     Ok(())
 }
 
-pub fn scenarios() -> Vec<Scenario> {
-    vec![Mode::Pv
-        .scenario("blk")
+/// The 4 KiB-sector loop device.
+const LOOP4K: &str = "/dev/loop7";
+
+fn check_multi(o: &Outcome) -> Result<(), String> {
+    let disks: Vec<&str> = lines(o).filter(|l| l.starts_with("blk: disk ")).collect();
+    if disks.len() != 3 {
+        return Err(format!("want three disks open at once, got {disks:?}"));
+    }
+    for want in [
+        "8192 sectors of 512 bytes, read-only 0",
+        "2048 sectors of 512 bytes, read-only 1",
+        "8192 sectors of 4096 bytes, read-only 0",
+    ] {
+        if !disks.iter().any(|d| d.ends_with(want)) {
+            return Err(format!("no disk with {want:?} among {disks:?}"));
+        }
+    }
+    let un = line(o, "blk: unaligned: ")?;
+    eq("first 64 KiB of the writable disk", sha_in(un)?, out(o, "rw.head")?)?;
+    let discard = line(o, "blk: discard")?;
+    if discard.contains("reads back zero") {
+        if !discard.ends_with("zero 1") || out(o, "rw.hole")? != "0" {
+            return Err(format!(
+                "discard: guest {discard:?}, Dom0 non-zero bytes in the range {:?}",
+                out(o, "rw.hole")
+            ));
+        }
+    }
+    let ro = line(o, "blk: read-only disk: read ")?;
+    eq("read-only disk", sha_in(ro)?, out(o, "ro.before")?)?;
+    eq("read-only disk after", out(o, "ro.after")?, out(o, "ro.before")?)?;
+    let refused = line(o, "blk: read-only disk: write refused: ")?;
+    if !refused.contains("read-only") {
+        return Err(format!("refusal {refused:?} does not name the cause"));
+    }
+    line(o, "blk: read-only disk: still reads")?;
+    let big = line(o, "blk: 4096-byte sectors: ")?;
+    eq("4096-byte-sector disk", sha_in(big)?, out(o, "big.after")?)?;
+    line(o, "blk: closed all")?;
+    let res = check_resources(o)?;
+    println!(
+        "    figure: blkfront {}: 3 disks at once; unaligned I/O, read-only refusal, 4 KiB sectors and {discard} agree with Dom0; {res}",
+        o.name
+    );
+    Ok(())
+}
+
+fn check_detach(o: &Outcome) -> Result<(), String> {
+    let d = line(o, "blk: detached mid-I/O after ")?;
+    if !d.contains("Closing") && !d.contains("closed") && !d.contains("disconnected") {
+        return Err(format!("detach error {d:?} does not name the backend's close"));
+    }
+    line(o, "blk: later I/O fails: disconnected")?;
+    line(o, "blk: guest still running")?;
+    if out(o, "detach.rc")? != "0" {
+        return Err(format!("xl block-detach failed: {:?}", out(o, "detach.out")));
+    }
+    let again = line(o, "blk: attached again: ")?;
+    eq("attached disk", sha_in(again)?, out(o, "b.before")?)?;
+    line(o, "blk: closed")?;
+    let res = check_resources(o)?;
+    println!(
+        "    figure: blkfront {}: detach mid-I/O → {d}; re-attached disk read, sha256 equal Dom0's; {res}",
+        o.name
+    );
+    Ok(())
+}
+
+fn check_features(o: &Outcome) -> Result<(), String> {
+    let first = line(o, "blk-feat: first read ")?;
+    eq("first read", sha_in(first)?, out(o, "disk.before")?)?;
+    let last = line(o, "blk-feat: last write ")?;
+    eq("last write", sha_in(last)?, out(o, "disk.after")?)?;
+    let sets: Vec<&str> = lines(o)
+        .filter(|l| l.starts_with("blk-feat: order"))
+        .collect();
+    if sets.len() != 5 {
+        return Err(format!("want 5 feature sets, got {sets:?}"));
+    }
+    check_resources(o)?;
+    for s in sets {
+        println!("    figure: blkfront {} {s}", o.name);
+    }
+    Ok(())
+}
+
+fn base(name: &str, test: &str) -> Scenario {
+    Mode::Pv
+        .scenario(name)
         .timeout_secs(600)
-        .extra("test=blk")
-        .config_line(format!(
-            "disk = ['format=raw,vdev=xvda,access=rw,target={IMAGE}']"
-        ))
-        .dom0_precreate(PRECREATE)
-        .dom0_script(SCRIPT)
-        .marker("blk: closed")
+        .extra(format!("test={test}"))
         .marker("Test result: SUCCESS")
         .shutdown(Some(Shutdown::Poweroff))
-        .check(check)]
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        base("blk", "blk")
+            .config_line("disk = ['format=raw,vdev=xvda,access=rw,target=/tmp/disk.img']")
+            .dom0_precreate(format!("{WAIT_DISKS_GONE}{IMG}img disk 64\nls -l /tmp/disk.img\n"))
+            .dom0_script(format!("IMAGES=disk\n{AFTER}"))
+            .marker("blk: closed")
+            .check(check),
+        base("blk-multi", "blk-multi")
+            .config_line(format!(
+                "disk = ['format=raw,vdev=xvda,access=rw,target=/tmp/rw.img', \
+                 'format=raw,vdev=xvdb,access=ro,target=/tmp/ro.img', \
+                 'phy:{LOOP4K},xvdc,w']"
+            ))
+            .dom0_precreate(format!(
+                "{WAIT_DISKS_GONE}{IMG}img rw 4\nimg ro 1\nimg big 4\n\
+                 losetup -b 4096 {LOOP4K} /tmp/big.img\nlosetup -a\n"
+            ))
+            .dom0_script(format!(
+                "IMAGES='rw ro big'\n{AFTER}\
+                 losetup -d {LOOP4K}\n\
+                 head -c 65536 /tmp/rw.img | sha256sum | cut -d' ' -f1 >\"$OUT/rw.head\"\n\
+                 dd if=/tmp/rw.img bs=65536 skip=16 count=1 2>/dev/null | tr -d '\\000' | wc -c | tr -d ' ' >\"$OUT/rw.hole\"\n"
+            ))
+            .marker("blk: closed all")
+            .check(check_multi),
+        base("blk-detach", "blk-detach")
+            .config_line("disk = ['format=raw,vdev=xvda,access=rw,target=/tmp/disk.img']")
+            .dom0_precreate(format!("{WAIT_DISKS_GONE}{IMG}img disk 4\nimg b 4\n"))
+            .dom0_script(
+                r#"
+xf_poll 120 xenstore-read "/local/domain/$DOMID/data/xf-blk-io" >/dev/null || echo "guest never started I/O" >&2
+usleep 300000
+xl block-detach "$NAME" xvda >"$OUT/detach.out" 2>&1; echo $? >"$OUT/detach.rc"
+xf_poll 60 sh -c '[ -z "$(xenstore-list /local/domain/0/backend/vbd/$DOMID 2>/dev/null)" ]' || echo "backend still there after detach" >&2
+xl block-attach "$NAME" format=raw,vdev=xvda,access=rw,target=/tmp/b.img >"$OUT/attach.out" 2>&1; echo $? >"$OUT/attach.rc"
+xenstore-write "/local/domain/$DOMID/data/xf-blk-attached" 1
+IMAGES=''
+"#
+                .to_string()
+                    + AFTER,
+            )
+            .marker("blk: closed")
+            .check(check_detach),
+        base("blk-features", "blk-features")
+            .config_line("disk = ['format=raw,vdev=xvda,access=rw,target=/tmp/disk.img']")
+            .dom0_precreate(format!("{WAIT_DISKS_GONE}{IMG}img disk 16\n"))
+            .dom0_script(format!("IMAGES=disk\n{AFTER}"))
+            .marker("blk-feat: last write")
+            .check(check_features),
+    ]
 }

@@ -1455,3 +1455,91 @@ mod handshake {
         });
     }
 }
+
+// ------------------------------------------------------------------ spans
+
+/// Every cut covers exactly `[offset, offset + len)` in order: a head
+/// inside one sector that starts unaligned, whole sectors, a tail that
+/// starts on a sector and ends inside it.
+#[test]
+fn span_cuts_cover_the_range() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for ss in [512u32, 1024, 2048, 4096] {
+        let s = u64::from(ss);
+        for i in 0..20_000u64 {
+            let offset = if i % 4 == 0 { next() % 8 * s } else { next() % (1 << 20) };
+            let len = match i % 5 {
+                0 => 0,
+                1 => next() % 8,
+                2 => next() % s * 3,
+                _ => next() % (1 << 18),
+            };
+            let c = Span::cut(offset, len, ss);
+            let mut pos = offset;
+            if let Some((start, off, n)) = c.head {
+                assert_ne!(offset % s, 0, "head only for an unaligned start");
+                assert_eq!(start % s, 0);
+                assert_eq!(start + off as u64, pos);
+                assert!(n > 0 && off + n <= ss as usize);
+                pos += n as u64;
+            }
+            if let Some((at, n)) = c.middle {
+                assert_eq!((at, at % s, n % s), (pos, 0, 0));
+                assert!(n > 0);
+                pos += n;
+            }
+            if let Some((start, n)) = c.tail {
+                assert_eq!((start, start % s), (pos, 0));
+                assert!(n > 0 && (n as u64) < s);
+                pos += n as u64;
+            }
+            assert_eq!(pos, offset + len, "cut of {len} at {offset}, sector {ss}: {c:?}");
+            if offset % s == 0 && len % s == 0 {
+                assert_eq!((c.head, c.tail), (None, None), "aligned I/O goes as it is");
+            }
+        }
+    }
+}
+
+#[test]
+fn span_examples() {
+    assert_eq!(Span::cut(0, 0, 512), Span::default());
+    // Inside one sector: a head alone.
+    assert_eq!(
+        Span::cut(100, 10, 512),
+        Span {
+            head: Some((0, 100, 10)),
+            middle: None,
+            tail: None
+        }
+    );
+    // 4096-byte sectors: one byte at 511 is a read-modify-write of sector 0.
+    assert_eq!(Span::cut(511, 1, 4096).head, Some((0, 511, 1)));
+    // Ends exactly on a sector: no tail.
+    assert_eq!(
+        Span::cut(511, 513, 512),
+        Span {
+            head: Some((0, 511, 1)),
+            middle: Some((512, 512)),
+            tail: None
+        }
+    );
+}
+
+#[test]
+fn in_flight_data_lists_what_is_outstanding() {
+    let mut t: Outstanding<u32> = Outstanding::new(4);
+    let a = t.insert(BLKIF_OP_READ, false, 10).unwrap();
+    let _b = t.insert(BLKIF_OP_READ, false, 20).unwrap();
+    let mut v: Vec<u32> = t.in_flight_data().copied().collect();
+    v.sort();
+    assert_eq!(v, [10, 20]);
+    t.complete(rsp(a, BLKIF_OP_READ, BLKIF_RSP_OKAY)).unwrap();
+    assert_eq!(t.in_flight_data().copied().collect::<Vec<_>>(), [20]);
+}

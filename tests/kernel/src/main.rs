@@ -46,7 +46,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 25] = [
+    pub const TESTS: [Test; 28] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -146,6 +146,18 @@ mod guest {
         Test {
             name: "blk",
             run: blk::blk_test,
+        },
+        Test {
+            name: "blk-multi",
+            run: blk::multi_test,
+        },
+        Test {
+            name: "blk-detach",
+            run: blk::detach_test,
+        },
+        Test {
+            name: "blk-features",
+            run: blk::features_test,
         },
     ];
 
