@@ -60,8 +60,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::drivers::blkfront::{
-    connect_keys, flush_request, plan_discard, plan_io, Completion, Outstanding, PagePool,
-    Planned, QueueRing, Span, Status, MAX_RING_PAGE_ORDER,
+    connect_keys, flush_request, plan_discard, plan_io, Completion, Outstanding, PagePool, Planned,
+    QueueRing, Span, Status, MAX_RING_PAGE_ORDER,
 };
 use crate::event;
 use crate::grant_table::{self, Grant, Revoked};
@@ -201,7 +201,10 @@ impl fmt::Display for DiskError {
                 write!(f, "blk: request at sector {sector} failed: {status:?}")
             }
             DiskError::Timeout { ms, in_flight } => {
-                write!(f, "blk: request unanswered for {ms} ms ({in_flight} in flight)")
+                write!(
+                    f,
+                    "blk: request unanswered for {ms} ms ({in_flight} in flight)"
+                )
             }
             DiskError::Disconnected(why) => write!(f, "blk: disconnected: {why}"),
         }
@@ -268,13 +271,13 @@ impl Pages {
     }
 
     /// `n` pages, each granted to `be` now when `persistent`.
-    fn new(n: u32, be: u16, persistent: bool, readonly: bool) -> Result<Pages, DiskError> {
+    fn new(n: u32, be: u16, persistent: bool) -> Result<Pages, DiskError> {
         let mut p = Pages::empty();
         for _ in 0..n {
             let page = mm::alloc_shared_page().map_err(|e| resource("data page")(&e))?;
             let grant = if persistent {
                 Some(
-                    grant_table::grant_page(be, &page, readonly)
+                    grant_table::grant_page(be, &page, false)
                         .map_err(|e| resource("grant data page")(&e))?,
                 )
             } else {
@@ -340,7 +343,7 @@ pub struct Disk {
     ring_grants: Vec<Grant>,
     /// Data bounce pages.
     data: Pages,
-    /// Indirect-segment pages (granted read-only for the device's life).
+    /// Indirect-segment pages (granted for the device's life).
     indirect: Pages,
     table: Outstanding<Inflight>,
     port: Option<u32>,
@@ -593,14 +596,18 @@ impl Disk {
             BLKIF_MAX_SEGMENTS_PER_REQUEST as u32
         };
         let n = self.config.pool_pages.max(segs);
-        self.data = Pages::new(n, be, self.config.persistent, false)?;
+        self.data = Pages::new(n, be, self.config.persistent)?;
         if segs > BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 {
             // One page of 512 segments per indirect request (≤ 256
             // segments each); an indirect request takes at least 12 data
             // pages, so no more than n / 12 are in flight.
             let per = crate::xen_abi::blkif::indirect_pages(segs as usize) as u32;
             let ind = (n / (BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 + 1) + 1).min(slots) * per;
-            self.indirect = Pages::new(ind, be, true, true)?;
+            // Granted writable although the backend only reads them: with
+            // persistent grants Linux blkback maps every page, indirect
+            // ones included, without GNTMAP_readonly (`xen_blkbk_map`),
+            // and a read-only grant would fail that map.
+            self.indirect = Pages::new(ind, be, true)?;
         }
         self.stats.data_grants += if self.config.persistent {
             u64::from(n)
@@ -850,9 +857,15 @@ impl Disk {
         }
     }
 
-    /// Puts planned request `i` on the ring through pool pages: `None` if
-    /// the pool or the table has no room for it now.
-    fn issue(&mut self, op: Op, plan: &[Planned], i: usize, buf: &IoBuf<'_>) -> Result<bool, DiskError> {
+    /// Puts planned request `i` on the ring through pool pages: `false`
+    /// if the pool or the table has no room for it now.
+    fn issue(
+        &mut self,
+        op: Op,
+        plan: &[Planned],
+        i: usize,
+        buf: &IoBuf<'_>,
+    ) -> Result<bool, DiskError> {
         let p = &plan[i];
         let be = self.front.backend_id;
         let nind = p.indirect_pages();
@@ -994,7 +1007,12 @@ impl Disk {
             if !out.is_empty() || self.table.in_flight() == 0 {
                 return Ok(out);
             }
-            match self.ring.as_mut().expect("checked").final_check_for_responses() {
+            match self
+                .ring
+                .as_mut()
+                .expect("checked")
+                .final_check_for_responses()
+            {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => return Err(self.fail(BlkError::from(e).into())),

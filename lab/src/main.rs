@@ -9,7 +9,9 @@ use lab::{image, pkgs, LabError, RunOptions, Scenario, Shutdown};
 
 const USAGE: &str = "usage:
   lab run --kernel ELF --config CFG [--extra STR] [--timeout SECS] [--ramdisk FILE]
-        (the kernel may also be given as a bare path)
+          [--precreate SH]
+        (the kernel may also be given as a bare path); SH runs in Dom0 before
+        xl create (e.g. to make the config's disk images)
         boot the lab with one scenario, stream the guest console to stdout;
         exit 0 iff the guest powered off (1: it did not, 2: bad input, 3: lab failure)
   lab fetch     download + verify the locked Debian packages (~/.cache/xenfront/debs)
@@ -68,8 +70,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> ExitCode {
-    let (mut kernel, mut config, mut extra, mut timeout, mut ramdisk) =
-        (None, None, None, 120u64, None);
+    let (mut kernel, mut config, mut extra, mut timeout, mut ramdisk, mut precreate) =
+        (None, None, None, 120u64, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || {
@@ -83,6 +85,7 @@ fn run(args: &[String]) -> ExitCode {
                 "--config" => config = Some(PathBuf::from(val()?)),
                 "--extra" => extra = Some(val()?),
                 "--ramdisk" => ramdisk = Some(PathBuf::from(val()?)),
+                "--precreate" => precreate = Some(val()?),
                 "--timeout" => {
                     timeout = val()?
                         .parse()
@@ -111,6 +114,9 @@ fn run(args: &[String]) -> ExitCode {
     }
     if let Some(r) = ramdisk {
         sc = sc.ramdisk(r);
+    }
+    if let Some(p) = precreate {
+        sc = sc.dom0_precreate(p);
     }
     let mut opts = RunOptions::from_env();
     opts.on_console = Some(Box::new(|_, l| println!("{l}")));

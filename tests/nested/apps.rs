@@ -361,6 +361,62 @@ fn ring_demo(mode: Mode) -> Scenario {
         })
 }
 
+// ------------------------------------------------------------- disk-check
+
+/// MiB of the disk-check scenario's scratch image.
+const CHECK_MIB: usize = 16;
+
+/// The image disk-check leaves: its xorshift64* pattern of seed 1 over
+/// [`CHECK_MIB`] MiB (examples/disk-check), computed here independently.
+fn disk_check_sha256() -> String {
+    let mut x = 1u64;
+    let mut data = Vec::with_capacity(CHECK_MIB << 20);
+    while data.len() < CHECK_MIB << 20 {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        data.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    lab::util::sha256_hex(&data)
+}
+
+fn disk_check(mode: Mode) -> Scenario {
+    example(mode, "disk-check")
+        .timeout_secs(300)
+        .dom0_precreate(format!(
+            "{}head -c {} /dev/zero >/tmp/scratch.img\n",
+            crate::blk::WAIT_DISKS_GONE,
+            CHECK_MIB << 20
+        ))
+        .dom0_script(
+            r#"
+xf_poll 300 sh -c '! xl domid "$NAME" >/dev/null 2>&1' || echo "domain still there" >&2
+xf_poll 30 sh -c '[ -z "$(xenstore-list /local/domain/0/backend/vbd/$DOMID 2>/dev/null)" ]' || echo "backend still there" >&2
+sha256sum /tmp/scratch.img | cut -d' ' -f1 >"$OUT/scratch.sha256"
+"#,
+        )
+        .marker("disk-check: read ")
+        .shutdown(Some(Shutdown::Poweroff))
+        .check(|o| {
+            let head = line(o, "disk-check: vbd ")?;
+            if !head.contains(&format!("{} bytes, 512-byte sectors", CHECK_MIB << 20)) {
+                return Err(format!("disk-check saw {head:?}"));
+            }
+            let w = line(o, "disk-check: wrote ")?;
+            let r = line(o, "disk-check: read ")?;
+            if !r.ends_with("all equal") {
+                return Err(format!("disk-check read {r:?}"));
+            }
+            let want = disk_check_sha256();
+            let got = out(o, "scratch.sha256")?;
+            if got != want {
+                return Err(format!("Dom0's image sha256 {got}, the pattern's {want}"));
+            }
+            println!("    figure: disk-check {}: {w}; {r}; Dom0's image = the pattern", o.name);
+            Ok(())
+        })
+}
+
 // ---------------------------------------- an application outside the tree
 
 /// The files docs/app.md asks a user to write: every fenced block whose
@@ -475,6 +531,7 @@ pub fn scenarios() -> Vec<Scenario> {
         v.push(vchan_echo(mode));
         v.push(vchan_echo_one_frame(mode));
         v.push(ring_demo(mode));
+        v.push(disk_check(mode));
         v.extend(outside(mode));
     }
     v

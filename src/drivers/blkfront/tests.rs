@@ -1473,7 +1473,11 @@ fn span_cuts_cover_the_range() {
     for ss in [512u32, 1024, 2048, 4096] {
         let s = u64::from(ss);
         for i in 0..20_000u64 {
-            let offset = if i % 4 == 0 { next() % 8 * s } else { next() % (1 << 20) };
+            let offset = if i % 4 == 0 {
+                next() % 8 * s
+            } else {
+                next() % (1 << 20)
+            };
             let len = match i % 5 {
                 0 => 0,
                 1 => next() % 8,
@@ -1499,7 +1503,11 @@ fn span_cuts_cover_the_range() {
                 assert!(n > 0 && (n as u64) < s);
                 pos += n as u64;
             }
-            assert_eq!(pos, offset + len, "cut of {len} at {offset}, sector {ss}: {c:?}");
+            assert_eq!(
+                pos,
+                offset + len,
+                "cut of {len} at {offset}, sector {ss}: {c:?}"
+            );
             if offset % s == 0 && len % s == 0 {
                 assert_eq!((c.head, c.tail), (None, None), "aligned I/O goes as it is");
             }

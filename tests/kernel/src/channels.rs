@@ -463,6 +463,12 @@ impl Resources {
         }
     }
 
+    /// Whether grants, deferred grants and open ports equal `other`'s
+    /// (free pages aside: the heap keeps the frames it grew by).
+    pub fn same_connections(&self, other: &Resources) -> bool {
+        (self.grants, self.deferred, self.ports) == (other.grants, other.deferred, other.ports)
+    }
+
     /// The counts once deferred grants settle back to `base` (≤ 10 s).
     pub fn settle(base: Resources) -> Resources {
         let deadline = time::now_ns() + 10_000_000_000;
