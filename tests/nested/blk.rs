@@ -14,6 +14,9 @@
 //!   it, then `xl block-attach`es another image, which the guest reads.
 //! * `blk-features`: the same disk with each feature set (ring order,
 //!   indirect, persistent grants); figures.
+//! * `blk-hostile`: `xf-blk-back` (peers/) plays a blkback that answers
+//!   with a bad id, a bad status, a wrong operation, or not at all.
+//! * `linux-pv-blk`: Debian's Linux blkfront on the same kind of image.
 
 use lab::{Outcome, Scenario, Shutdown};
 
@@ -175,14 +178,14 @@ fn check_multi(o: &Outcome) -> Result<(), String> {
         sha_in(un)?,
         out(o, "rw.head")?,
     )?;
-    let discard = line(o, "blk: discard")?;
-    if discard.contains("reads back zero") {
-        if !discard.ends_with("zero 1") || out(o, "rw.hole")? != "0" {
-            return Err(format!(
-                "discard: guest {discard:?}, Dom0 non-zero bytes in the range {:?}",
-                out(o, "rw.hole")
-            ));
-        }
+    let discard = line(o, "blk: discard ")?;
+    if discard.contains("reads back zero")
+        && (!discard.ends_with("zero 1") || out(o, "rw.hole")? != "0")
+    {
+        return Err(format!(
+            "discard: guest {discard:?}, Dom0 non-zero bytes in the range {:?}",
+            out(o, "rw.hole")
+        ));
     }
     let ro = line(o, "blk: read-only disk: read ")?;
     eq("read-only disk", sha_in(ro)?, out(o, "ro.before")?)?;
@@ -201,7 +204,7 @@ fn check_multi(o: &Outcome) -> Result<(), String> {
     line(o, "blk: closed all")?;
     let res = check_resources(o)?;
     println!(
-        "    figure: blkfront {}: 3 disks at once; unaligned I/O, read-only refusal, 4 KiB sectors and {discard} agree with Dom0; {res}",
+        "    figure: blkfront {}: 3 disks at once; unaligned I/O, read-only refusal, 4 KiB sectors agree with Dom0; discard {discard}; {res}",
         o.name
     );
     Ok(())
@@ -248,6 +251,32 @@ fn check_features(o: &Outcome) -> Result<(), String> {
     for s in sets {
         println!("    figure: blkfront {} {s}", o.name);
     }
+    Ok(())
+}
+
+fn check_hostile(o: &Outcome) -> Result<(), String> {
+    for (fault, error) in [
+        ("bad-id", "unknown id"),
+        ("bad-status", "status 7"),
+        ("bad-op", "operation"),
+        ("stall", "unanswered"),
+    ] {
+        let l = line(o, &format!("blk-hostile: {fault}: "))?;
+        if !l.contains(error) || !l.ends_with("disconnected") {
+            return Err(format!(
+                "{fault}: {l:?} does not name {error:?} and a disconnect"
+            ));
+        }
+        println!(
+            "    figure: blkfront {} hostile backend {fault}: {l}",
+            o.name
+        );
+    }
+    let back = out(o, "blk-back.out")?;
+    if out(o, "blk-back.status")? != "0" || !back.contains("blk-back: done") {
+        return Err(format!("xf-blk-back: {back}"));
+    }
+    check_resources(o)?;
     Ok(())
 }
 
@@ -316,6 +345,19 @@ IMAGES=''
             .dom0_script(format!("IMAGES=disk\n{AFTER}"))
             .marker("blk-feat: last write")
             .check(check_features),
+        base("blk-hostile", "blk-hostile")
+            .file(crate::common::peer("xf-blk-back"), "xf-blk-back")
+            .dom0_script(
+                r#"
+"$FILES/xf-blk-back" "$DOMID" 99 --faults bad-id,bad-status,bad-op,stall >"$OUT/blk-back.out" 2>&1 &
+P=$!
+xf_poll 30 xenstore-read "/local/domain/$DOMID/device/vbd/99/state" >/dev/null || echo "no device" >&2
+xenstore-write "/local/domain/$DOMID/data/xf-blk-hostile" 1
+wait $P; echo $? >"$OUT/blk-back.status"
+"#,
+            )
+            .marker("blk-hostile: all faults")
+            .check(check_hostile),
         linux_scenario(),
     ]
 }

@@ -448,7 +448,8 @@ pub fn detach_test(_: &Options) -> Verdict {
 fn detach() -> Res<()> {
     let mut disk = Disk::open(None, Config::default()).map_err(ctx("open"))?;
     let id = disk.device().id;
-    let mut buf = vec![0u8; CHUNK];
+    // 4 MiB per call: the whole pool, four 1 MiB requests in flight.
+    let mut buf = vec![0u8; 4 * CHUNK];
     xenstore::write(IO_KEY, b"1").map_err(|e| format!("write {IO_KEY}: {e}"))?;
     let deadline = time::now_ns() + 120_000_000_000;
     let mut done = 0u64;
@@ -457,7 +458,7 @@ fn detach() -> Res<()> {
             return Err("the disk was not detached within 120 s".into());
         }
         let at = done % disk.bytes();
-        let n = CHUNK.min((disk.bytes() - at) as usize);
+        let n = buf.len().min((disk.bytes() - at) as usize);
         match disk.read(at, &mut buf[..n]) {
             Ok(()) => done += n as u64,
             Err(e) => break e,
@@ -480,7 +481,7 @@ fn detach() -> Res<()> {
         time::sleep_until(time::now_ns() + 100_000_000);
     }
     let mut disk = Disk::open(None, Config::default()).map_err(ctx("open attached"))?;
-    let (h, _) = read_all(&mut disk, &mut buf)?;
+    let (h, _) = read_all(&mut disk, &mut buf[..CHUNK])?;
     println!(
         "blk: attached again: device {} (was {id}), {} bytes sha256 {}",
         disk.device().id,
@@ -569,5 +570,68 @@ fn feature_sets() -> Res<()> {
         "blk-feat: last write sha256 {}",
         hex(&last.expect("at least one set"))
     );
+    Ok(())
+}
+
+// ----------------------------------------------------------- blk-hostile
+
+/// The device `xf-blk-back` (Dom0) creates and plays the backend of.
+const HOSTILE_DEV: u32 = 99;
+/// Set by Dom0 once the device exists.
+const HOSTILE_KEY: &str = "data/xf-blk-hostile";
+
+/// `test=blk-hostile`: one connection per fault of `xf-blk-back`; each
+/// first request's answer is wrong (or never comes) and must end in a
+/// named error, a disconnect and every grant and port given back.
+pub fn hostile_test(_: &Options) -> Verdict {
+    with_resources(hostile)
+}
+
+fn hostile() -> Res<()> {
+    let deadline = time::now_ns() + 90_000_000_000;
+    while xenstore::read(HOSTILE_KEY).is_err() {
+        if time::now_ns() >= deadline {
+            return Err(format!("Dom0 did not set {HOSTILE_KEY} within 90 s"));
+        }
+        time::sleep_until(time::now_ns() + 100_000_000);
+    }
+    let cfg = Config {
+        request_timeout_ns: 3_000_000_000,
+        pool_pages: 64,
+        ..Config::default()
+    };
+    type Want = fn(&DiskError) -> bool;
+    let rounds: [(&str, Want); 4] = [
+        ("bad-id", |e| {
+            matches!(e, DiskError::Blk(BlkError::UnknownId(_)))
+        }),
+        ("bad-status", |e| {
+            matches!(e, DiskError::Blk(BlkError::BadStatus { .. }))
+        }),
+        ("bad-op", |e| {
+            matches!(e, DiskError::Blk(BlkError::WrongOperation { .. }))
+        }),
+        ("stall", |e| matches!(e, DiskError::Timeout { .. })),
+    ];
+    let mut buf = vec![0u8; 8192];
+    for (name, want) in rounds {
+        let mut d = Disk::open(Some(HOSTILE_DEV), cfg).map_err(ctx(&format!("open ({name})")))?;
+        let t0 = time::now_ns();
+        let e = match d.read(0, &mut buf) {
+            Ok(()) => return Err(format!("{name}: the read succeeded")),
+            Err(e) => e,
+        };
+        let ms = (time::now_ns() - t0) / 1_000_000;
+        if !want(&e) {
+            return Err(format!("{name}: unexpected error {e:?}"));
+        }
+        match d.read(0, &mut buf) {
+            Err(DiskError::Disconnected(_)) => {}
+            other => return Err(format!("{name}: I/O after the fault gave {other:?}")),
+        }
+        drop(d);
+        println!("blk-hostile: {name}: {e} after {ms} ms; disconnected");
+    }
+    println!("blk-hostile: all faults ended in an error and a disconnect");
     Ok(())
 }

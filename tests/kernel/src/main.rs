@@ -46,7 +46,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 28] = [
+    pub const TESTS: [Test; 29] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -158,6 +158,10 @@ mod guest {
         Test {
             name: "blk-features",
             run: blk::features_test,
+        },
+        Test {
+            name: "blk-hostile",
+            run: blk::hostile_test,
         },
     ];
 
