@@ -69,8 +69,13 @@ fn inputs_hash(lock: &[Locked]) -> Result<String, LabError> {
     Ok(util::sha256_bytes(&data)?[..16].to_string())
 }
 
+/// Serialises [`prepare`] within a process: test threads that all find the
+/// image missing would otherwise build it at once in the same directory.
+static PREPARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Verify the package cache against the lock and build (or reuse) the Dom0 image.
 pub fn prepare() -> Result<Artifacts, LabError> {
+    let _one = PREPARE.lock().unwrap_or_else(|e| e.into_inner());
     let lock = pkgs::fetch_verified()?;
     let h = inputs_hash(&lock)?;
     let c = util::cache_dir();

@@ -367,7 +367,7 @@ wait $P; echo $? >"$OUT/blk-back.status"
 /// The Linux baseline guest's init: Debian's own blkfront
 /// (`xen-blkfront.ko` from the locked kernel package) reads and writes the
 /// same 64 MiB image with `dd` and 1 MiB direct I/O, timed from
-/// `/proc/uptime`.
+/// `/proc/uptime`, and `ioping` measures 4 KiB random direct reads.
 const LINUX_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -385,12 +385,14 @@ t0=$(up); dd if=/dev/xvda of=/dev/null bs=1M iflag=direct 2>/dev/null; t1=$(up)
 echo "XF-LINUX-BLK: read $(rate $B $t0 $t1)"
 t0=$(up); dd if=/dev/zero of=/dev/xvda bs=1M count=$((B / 1048576)) oflag=direct 2>/dev/null; sync; t1=$(up)
 echo "XF-LINUX-BLK: wrote $(rate $B $t0 $t1)"
+echo "XF-LINUX-BLK: 4k-random-read $(ioping -c 200 -i 0 -s 4k -S 64m -D -q -B /dev/xvda | cut -d' ' -f3) IOPS"
 echo "XF-LINUX-BLK: powering off"
 poweroff -f
 "#;
 
 /// The Linux blk baseline's initrd (busybox, the init above,
-/// xen-blkfront.ko), built once per test run.
+/// xen-blkfront.ko, ioping with the libc it links), built once per test
+/// run.
 fn linux_initrd() -> Result<std::path::PathBuf, String> {
     let (a, _) = lab::baseline::artifacts();
     let dir = crate::common::root().join("target/lab/linux-blk");
@@ -404,6 +406,17 @@ rm -rf x r; mkdir -p x r/bin r/lib
 deb=$(ls '{debs}'/linux-image-*.deb | head -n1)
 dpkg-deb --fsys-tarfile "$deb" | (cd x && tar -x --wildcards './lib/modules/*/kernel/drivers/block/xen-blkfront.ko')
 cp x/lib/modules/*/kernel/drivers/block/xen-blkfront.ko r/lib/
+# ioping links only libc: the loader and libc from the Dom0 image.
+dpkg-deb --fsys-tarfile '{debs}'/ioping_*.deb | (cd x && tar -x ./usr/bin/ioping)
+(cd x && zcat '{dom0}' | cpio -id --quiet 'lib/x86_64-linux-gnu/libc.so.6' 'lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' 'usr/lib/x86_64-linux-gnu/libc.so.6' 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' 2>/dev/null || true)
+mkdir -p r/lib64 r/lib/x86_64-linux-gnu
+cp x/usr/bin/ioping r/bin/
+for f in libc.so.6 ld-linux-x86-64.so.2; do
+  src=$(ls x/lib/x86_64-linux-gnu/$f x/usr/lib/x86_64-linux-gnu/$f 2>/dev/null | head -n1)
+  [ -n "$src" ] || {{ echo "no $f in the Dom0 image" >&2; exit 1; }}
+  cp -L "$src" r/lib/x86_64-linux-gnu/
+done
+cp -L r/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 r/lib64/
 cp '{bb}' r/bin/busybox
 cp init r/init; chmod 755 r/init r/bin/busybox
 (cd r && find . | cpio -o -H newc --quiet | gzip -1) >'{out}.tmp'
@@ -411,6 +424,7 @@ mv '{out}.tmp' '{out}'
 "#,
         dir = dir.display(),
         debs = lab::util::cache_dir().join("debs").display(),
+        dom0 = a.dom0_initrd.display(),
         bb = a.busybox.display(),
         out = out.display(),
     );
@@ -444,9 +458,11 @@ fn check_linux(o: &Outcome) -> Result<(), String> {
     if out(o, "disk.after")? != out(o, "zeros")? {
         return Err("the image is not the zeros the Linux guest wrote".into());
     }
+    let iops = line(o, "XF-LINUX-BLK: 4k-random-read ")?;
     println!(
-        "    figure: blkfront linux-pv (Debian 6.1 xen-blkfront, dd bs=1M direct): 64 MiB read {r} MB/s, write {w} MB/s; Dom0 reads the image file at {} MB/s",
-        out(o, "dom0.rate")?
+        "    figure: blkfront linux-pv (Debian 6.1 xen-blkfront, dd bs=1M direct): 64 MiB read {r} MB/s, write {w} MB/s, 4k-random-read {iops}; Dom0 reads the image file at {} MB/s, 4k-random-read {} IOPS",
+        out(o, "dom0.rate")?,
+        out(o, "dom0.iops")?
     );
     Ok(())
 }
@@ -466,7 +482,8 @@ pub fn linux_scenario() -> Scenario {
         "{WAIT_DISKS_GONE}{IMG}img disk 64\n\
          head -c 67108864 /dev/zero | sha256sum | cut -d' ' -f1 >\"$OUT/zeros\"\n\
          t0=$(cut -d' ' -f1 /proc/uptime); cat /tmp/disk.img >/dev/null; t1=$(cut -d' ' -f1 /proc/uptime)\n\
-         awk -v a=$t0 -v z=$t1 'BEGIN {{ d = z - a; if (d <= 0) d = 0.01; printf \"%.1f\", 67108864 / d / 1e6 }}' >\"$OUT/dom0.rate\"\n"
+         awk -v a=$t0 -v z=$t1 'BEGIN {{ d = z - a; if (d <= 0) d = 0.01; printf \"%.1f\", 67108864 / d / 1e6 }}' >\"$OUT/dom0.rate\"\n\
+         ioping -c 200 -i 0 -s 4k -S 64m -q -B /tmp/disk.img | cut -d' ' -f3 >\"$OUT/dom0.iops\"\n"
     ))
     .dom0_script(format!("IMAGES=disk\n{AFTER}"))
     .marker("XF-LINUX-BLK: powering off")
