@@ -7,6 +7,7 @@
 pub mod blkfront;
 pub mod console;
 pub mod demo;
+pub mod netfront;
 pub mod vchan;
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! | `grant_table.rs` | `grant_table.h` | `grant_entry_v1`, `GTF_*` |
 //! | `ring.rs` | `io/ring.h` | the `*_sring` header |
 //! | `console.rs` | `io/console.h` | `xencons_interface` |
+//! | `blkif.rs` | `io/blkif.h` | `blkif_request` (+ discard, indirect), `blkif_response` |
+//! | `netif.rs` | `io/netif.h` | `netif_tx_request`, `netif_extra_info`, `netif_{tx,rx}_response`, `netif_rx_request` |
 //! | `xs_wire.rs` | `io/xs_wire.h` | `xenstore_domain_interface`, `xsd_sockmsg` |
 //! | `vchan.rs` | `io/libxenvchan.h` | `vchan_interface`, `ring_shared` |
 //!
@@ -29,6 +31,7 @@
 pub mod blkif;
 pub mod console;
 pub mod grant_table;
+pub mod netif;
 pub mod ring;
 pub mod start_info;
 pub mod vchan;
