@@ -59,7 +59,8 @@ pub mod cmdline;
 #[cfg(target_os = "none")]
 pub mod kernel;
 
-// Application API: entry and arguments, control, console, vchan.
+// Application API: entry and arguments, control, console, vchan, disks,
+// network.
 pub mod app;
 pub use app::{arg, arg_num, args, Error};
 #[cfg(target_os = "none")]
@@ -69,6 +70,10 @@ pub mod control;
 pub mod print;
 #[cfg(target_os = "none")]
 pub mod blk;
+#[cfg(target_os = "none")]
+pub mod net;
+/// The TCP/IP stack [`net::Net`] is a device of (smoltcp 0.14).
+pub use smoltcp;
 #[cfg(target_os = "none")]
 pub mod vchan;
 

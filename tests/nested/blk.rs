@@ -228,7 +228,10 @@ fn check_detach(o: &Outcome) -> Result<(), String> {
         ));
     }
     if out(o, "attach.rc")? != "0" {
-        return Err(format!("xl block-attach failed: {:?}", out(o, "attach.out")));
+        return Err(format!(
+            "xl block-attach failed: {:?}",
+            out(o, "attach.out")
+        ));
     }
     let again = line(o, "blk: attached again: ")?;
     eq("attached disk", sha_in(again)?, out(o, "b.before")?)?;

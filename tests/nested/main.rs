@@ -26,6 +26,7 @@ mod figures;
 mod hostile;
 mod lab_selftest;
 mod limits;
+mod net;
 mod peers_loopback;
 mod pv_boot;
 mod services;
@@ -49,6 +50,7 @@ const MODULES: &[Module] = &[
     ("limits", limits::scenarios),
     ("hostile", hostile::scenarios),
     ("blk", blk::scenarios),
+    ("net", net::scenarios),
 ];
 
 fn main() -> ExitCode {

@@ -26,13 +26,15 @@ mod hostile;
 #[cfg(target_os = "none")]
 mod kscenario;
 #[cfg(target_os = "none")]
+mod net;
+#[cfg(target_os = "none")]
 mod services;
 
 #[cfg(target_os = "none")]
 mod guest {
     use crate::options::{self, Options};
     use crate::scenario::{self, Env, Verdict};
-    use crate::{blk, channels, hostile, kscenario, services};
+    use crate::{blk, channels, hostile, kscenario, net, services};
     use xenfront::console::ConsoleError;
     use xenfront::hypercall::ShutdownReason;
     use xenfront::{control, println};
@@ -46,7 +48,7 @@ mod guest {
     }
 
     /// Every scenario, in the order `test=` help lists them.
-    pub const TESTS: [Test; 29] = [
+    pub const TESTS: [Test; 30] = [
         Test {
             name: "hello",
             run: |_| scenario::hello(&mut ConsoleEnv),
@@ -162,6 +164,10 @@ mod guest {
         Test {
             name: "blk-hostile",
             run: blk::hostile_test,
+        },
+        Test {
+            name: "net",
+            run: net::net_test,
         },
     ];
 
