@@ -222,6 +222,12 @@ impl Dev {
         for k in ["frontend", "frontend-id", "online", "state"] {
             let _ = xs::chmod(&be(k), &xs::dom0_owned_readable_by(self.domid));
         }
+        // The parents this write may have created (a guest without disks
+        // has no device/vbd): the guest lists device/vbd.
+        let home = format!("/local/domain/{}", self.domid);
+        for p in [format!("{home}/device"), format!("{home}/device/vbd")] {
+            let _ = xs::chmod(&p, &[format!("n{d}"), "r0".to_string()]);
+        }
     }
 }
 
