@@ -377,7 +377,8 @@ losetup -d {LOOP_RW}; losetup -d {LOOP_ATTACH}
                 r#"
 "$FILES/xf-blk-back" "$DOMID" 99 --faults bad-id,bad-status,bad-op,stall >"$OUT/blk-back.out" 2>&1 &
 P=$!
-xf_poll 30 xenstore-read "/local/domain/$DOMID/device/vbd/99/state" >/dev/null || echo "no device" >&2
+# Ready once it is InitWait: the device exists with its permissions.
+xf_poll 30 sh -c '[ "$(xenstore-read /local/domain/0/backend/vbd/$DOMID/99/state 2>/dev/null)" = 2 ]' || echo "no device" >&2
 xenstore-write "/local/domain/$DOMID/data/xf-blk-hostile" 1
 wait $P; echo $? >"$OUT/blk-back.status"
 "#,
