@@ -418,7 +418,7 @@ poweroff -f
 "#;
 
 /// The Linux blk baseline's initrd (busybox, the init above,
-/// xen-blkfront.ko, ioping with the libc it links), built once per test
+/// xen-blkfront.ko, ioping with the libc and libm it links), built once per test
 /// run.
 fn linux_initrd() -> Result<std::path::PathBuf, String> {
     let (a, _) = lab::baseline::artifacts();
@@ -433,13 +433,13 @@ rm -rf x r; mkdir -p x r/bin r/lib
 deb=$(ls '{debs}'/linux-image-*.deb | head -n1)
 dpkg-deb --fsys-tarfile "$deb" | (cd x && tar -x --wildcards './lib/modules/*/kernel/drivers/block/xen-blkfront.ko')
 cp x/lib/modules/*/kernel/drivers/block/xen-blkfront.ko r/lib/
-# ioping links only libc: the loader and libc from the Dom0 image.
+# ioping links libc and libm: those and the loader from the Dom0 image.
 dpkg-deb --fsys-tarfile '{debs}'/ioping_*.deb | (cd x && tar -x ./usr/bin/ioping)
-(cd x && zcat '{dom0}' | cpio -id --quiet 'lib/x86_64-linux-gnu/libc.so.6' 'lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' 'usr/lib/x86_64-linux-gnu/libc.so.6' 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' 2>/dev/null || true)
+(cd x && zcat '{dom0}' | cpio -id --quiet 'lib/x86_64-linux-gnu/libc.so.6' 'lib/x86_64-linux-gnu/libm.so.6' 'lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' 2>/dev/null || true)
 mkdir -p r/lib64 r/lib/x86_64-linux-gnu
 cp x/usr/bin/ioping r/bin/
-for f in libc.so.6 ld-linux-x86-64.so.2; do
-  src=$(ls x/lib/x86_64-linux-gnu/$f x/usr/lib/x86_64-linux-gnu/$f 2>/dev/null | head -n1)
+for f in libc.so.6 libm.so.6 ld-linux-x86-64.so.2; do
+  src=$(ls x/lib/x86_64-linux-gnu/$f 2>/dev/null | head -n1)
   [ -n "$src" ] || {{ echo "no $f in the Dom0 image" >&2; exit 1; }}
   cp -L "$src" r/lib/x86_64-linux-gnu/
 done
@@ -486,6 +486,9 @@ fn check_linux(o: &Outcome) -> Result<(), String> {
         return Err("the image is not the zeros the Linux guest wrote".into());
     }
     let iops = line(o, "XF-LINUX-BLK: 4k-random-read ")?;
+    if iops.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).is_none() {
+        return Err(format!("Linux ioping gave {iops:?}"));
+    }
     println!(
         "    figure: blkfront linux-pv (Debian 6.1 xen-blkfront, dd bs=1M direct): 64 MiB read {r} MB/s, write {w} MB/s, 4k-random-read {iops}; Dom0 reads the image file at {} MB/s, 4k-random-read {} IOPS",
         out(o, "dom0.rate")?,
