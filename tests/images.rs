@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The example appliances (product images) and the test kernel.
-const PRODUCTS: &[&str] = &["hello", "vchan-echo", "ring-demo", "disk-check"];
+const PRODUCTS: &[&str] = &["hello", "vchan-echo", "ring-demo", "disk-check", "tcp-echo"];
 const TEST_KERNEL: &str = "xenfront-test";
 
 /// Symbol-name fragments that only test code has: the test kernel crate,

@@ -417,6 +417,46 @@ sha256sum /tmp/scratch.img | cut -d' ' -f1 >"$OUT/scratch.sha256"
         })
 }
 
+// --------------------------------------------------------------- tcp-echo
+
+fn tcp_echo(mode: Mode) -> Scenario {
+    example(mode, "tcp-echo")
+        .timeout_secs(240)
+        .dom0_script(
+            r#"
+wait_console "tcp-echo: mac " 120
+head -c 1048576 /dev/urandom >/tmp/e.in
+for i in 0 1; do
+  socat -b 16384 -t 30 -T 60 - TCP:10.0.0.2:7 </tmp/e.in >/tmp/e.out 2>>"$OUT/socat.err"
+  echo $? >>"$OUT/socat.rc"
+  sha256sum </tmp/e.out | cut -d' ' -f1 >>"$OUT/out.sha256"
+done
+sha256sum </tmp/e.in | cut -d' ' -f1 >"$OUT/in.sha256"
+wait_console "tcp-echo: connection 1 from " 30
+xl shutdown "$NAME"
+"#,
+        )
+        .marker("tcp-echo: poweroff requested after 2 connection(s)")
+        .shutdown(Some(Shutdown::Poweroff))
+        .check(|o| {
+            let sent = out(o, "in.sha256")?;
+            let back = out(o, "out.sha256")?;
+            if out(o, "socat.rc")? != "0\n0" || back != format!("{sent}\n{sent}") {
+                return Err(format!(
+                    "echo: socat {:?}, sent {sent}, got {back:?}",
+                    out(o, "socat.rc")
+                ));
+            }
+            for n in 0..2 {
+                let l = line(o, &format!("tcp-echo: connection {n} from 10.0.0.1:"))?;
+                if !l.ends_with("echoed 1048576 bytes") {
+                    return Err(format!("connection {n}: {l:?}"));
+                }
+            }
+            Ok(())
+        })
+}
+
 // ---------------------------------------- an application outside the tree
 
 /// The files docs/app.md asks a user to write: every fenced block whose
@@ -532,6 +572,7 @@ pub fn scenarios() -> Vec<Scenario> {
         v.push(vchan_echo_one_frame(mode));
         v.push(ring_demo(mode));
         v.push(disk_check(mode));
+        v.push(tcp_echo(mode));
         v.extend(outside(mode));
     }
     v

@@ -486,7 +486,12 @@ fn check_linux(o: &Outcome) -> Result<(), String> {
         return Err("the image is not the zeros the Linux guest wrote".into());
     }
     let iops = line(o, "XF-LINUX-BLK: 4k-random-read ")?;
-    if iops.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).is_none() {
+    if iops
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_none()
+    {
         return Err(format!("Linux ioping gave {iops:?}"));
     }
     println!(
