@@ -378,7 +378,7 @@ losetup -d {LOOP_RW}; losetup -d {LOOP_ATTACH}
 "$FILES/xf-blk-back" "$DOMID" 99 --faults bad-id,bad-status,bad-op,stall >"$OUT/blk-back.out" 2>&1 &
 P=$!
 # Ready once it is InitWait: the device exists with its permissions.
-xf_poll 30 sh -c '[ "$(xenstore-read /local/domain/0/backend/vbd/$DOMID/99/state 2>/dev/null)" = 2 ]' || echo "no device" >&2
+xf_poll 30 sh -c '[ "$(xenstore-read /local/domain/0/backend/xf-blk/$DOMID/99/state 2>/dev/null)" = 2 ]' || echo "no device" >&2
 xenstore-write "/local/domain/$DOMID/data/xf-blk-hostile" 1
 wait $P; echo $? >"$OUT/blk-back.status"
 "#,

@@ -2,7 +2,9 @@
 //!
 //! A hostile block backend: plays Linux blkback's side of the XenBus
 //! handshake for a virtual disk `device/vbd/<devid>` that it creates itself
-//! (frontend and backend directories, with libxl's permissions), maps the
+//! (frontend and backend directories, with libxl's permissions; the backend
+//! under `backend/xf-blk/`, as qdisk disks live under `backend/qdisk/`, so
+//! that Dom0's xen-blkback leaves it alone), maps the
 //! guest's ring (one page or `ring-page-order` pages) and binds its event
 //! channel, then answers the first request of each connection with fault
 //! F, one connection per fault, in order:
@@ -28,6 +30,8 @@ use xen_peers::ring::{BackRing, Entry};
 use xen_peers::{die, ms, xs, Evtchn, Gntdev};
 
 const TAG: &str = "blk-back";
+/// The backend directory's device type (`backend/<kind>/<domid>/<devid>`).
+const BACKEND_KIND: &str = "xf-blk";
 const USAGE: &str = "usage: xf-blk-back <domid> <devid> --faults F[,F...] [--wait-ms W]";
 
 /// `blkif_request` as far as a hostile backend reads it: 112 bytes
@@ -215,19 +219,19 @@ impl Dev {
             ] {
                 let p = format!("{dir}{k}");
                 if xs::read(&p).is_ok() || k.is_empty() {
-                    let _ = xs::chmod(&p, &perms);
+                    xs::chmod(&p, &perms).unwrap_or_else(|e| die(TAG, format!("chmod {p}: {e}")));
                 }
             }
         }
         for k in ["frontend", "frontend-id", "online", "state"] {
-            let _ = xs::chmod(&be(k), &xs::dom0_owned_readable_by(self.domid));
+            xs::chmod(&be(k), &xs::dom0_owned_readable_by(self.domid))
+                .unwrap_or_else(|e| die(TAG, format!("chmod {}: {e}", be(k))));
         }
-        // The parents this write may have created (a guest without disks
-        // has no device/vbd): the guest lists device/vbd.
-        let home = format!("/local/domain/{}", self.domid);
-        for p in [format!("{home}/device"), format!("{home}/device/vbd")] {
-            let _ = xs::chmod(&p, &[format!("n{d}"), "r0".to_string()]);
-        }
+        // The parent this write may have created (a guest without disks
+        // has no device/vbd): the guest lists it.
+        let vbd = format!("/local/domain/{}/device/vbd", self.domid);
+        xs::chmod(&vbd, &[format!("n{d}"), "r0".to_string()])
+            .unwrap_or_else(|e| die(TAG, format!("chmod {vbd}: {e}")));
     }
 }
 
@@ -347,7 +351,9 @@ fn main() {
     let dev = Dev {
         domid,
         fe: format!("/local/domain/{domid}/device/vbd/{devid}"),
-        be: format!("/local/domain/0/backend/vbd/{domid}/{devid}"),
+        // Not backend/vbd: Dom0's own xen-blkback would bind to a device
+        // there (as it binds to every backend/vbd node) and answer too.
+        be: format!("/local/domain/0/backend/{BACKEND_KIND}/{domid}/{devid}"),
         wait,
     };
     let gnt = Gntdev::open().unwrap_or_else(|e| die(TAG, format!("open gntdev: {e}")));
