@@ -397,6 +397,9 @@ impl Disk {
             failed: None,
             stats: DiskStats::default(),
         };
+        // The backend's state first: one still holding an earlier
+        // connection (ours, before a reopen) is reset before Initialising.
+        disk.feed()?;
         let a = disk.fe.start(time::now_ns());
         match disk.drive(a, |fe| fe.phase() == Phase::Connected) {
             Ok(()) => Ok(disk),

@@ -239,6 +239,9 @@ impl Net {
             failed: None,
             stats: NetStats::default(),
         };
+        // The backend's state first: one still holding an earlier
+        // connection (ours, before a reopen) is reset before Initialising.
+        net.feed()?;
         let a = net.fe.start(time::now_ns());
         match net.drive(a, |fe| fe.phase() == Phase::Connected) {
             Ok(()) => {
