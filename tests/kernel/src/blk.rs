@@ -52,7 +52,7 @@ type Res<T> = Result<T, String>;
 /// grants and open event channels are back where they were (the data and
 /// ring pages go back to the frame allocator; the heap keeps what it grew
 /// by for the I/O buffers).
-fn with_resources(f: impl FnOnce() -> Res<()>) -> Verdict {
+pub fn with_resources(f: impl FnOnce() -> Res<()>) -> Verdict {
     let before = Resources::now();
     let r = f();
     let after = Resources::settle(before);

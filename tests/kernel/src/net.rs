@@ -27,7 +27,6 @@ use xenfront::smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
 use xenfront::time;
 use xenfront::xenstore;
 
-use crate::channels::Resources;
 use crate::options::Options;
 use crate::scenario::Verdict;
 
@@ -36,23 +35,10 @@ const DONE_KEY: &str = "data/xf-net-done";
 /// The echo port.
 const ECHO_PORT: u16 = 7;
 
-/// `test=net`.
+/// `test=net`: grants, deferred grants and ports back at their baseline
+/// afterwards ([`crate::blk::with_resources`]).
 pub fn net_test(_: &Options) -> Verdict {
-    let before = Resources::now();
-    let r = run();
-    let after = Resources::settle(before);
-    println!("resources: before {before} after {after}");
-    match r {
-        Ok(()) if after.same_connections(&before) => Verdict::Success,
-        Ok(()) => {
-            println!("error: resources not back at their baseline");
-            Verdict::Failure
-        }
-        Err(e) => {
-            println!("error: {e}");
-            Verdict::Failure
-        }
-    }
+    crate::blk::with_resources(run)
 }
 
 fn run() -> Result<(), String> {
