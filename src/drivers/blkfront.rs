@@ -855,6 +855,12 @@ impl Planned {
 
 fn check_span(offset: u64, len: u64, buf_offset: usize, limits: &IoLimits) -> Result<(), BlkError> {
     let ss = u64::from(limits.sector_size);
+    // BackendInfo::parse only yields these; limits filled in by hand may not.
+    if !is_pow2_in(ss, SECTOR_UNIT, PAGE_SIZE as u64) {
+        return Err(BlkError::Config(
+            "sector size is not a power of two from 512 to 4096",
+        ));
+    }
     if !offset.is_multiple_of(ss)
         || !len.is_multiple_of(ss)
         || !(buf_offset as u64).is_multiple_of(ss)

@@ -1551,3 +1551,21 @@ fn in_flight_data_lists_what_is_outstanding() {
     t.complete(rsp(a, BLKIF_OP_READ, BLKIF_RSP_OKAY)).unwrap();
     assert_eq!(t.in_flight_data().copied().collect::<Vec<_>>(), [20]);
 }
+
+/// Hand-made limits with a sector size the protocol cannot have are
+/// refused, not planned into a short or wrapped request.
+#[test]
+fn planner_refuses_impossible_sector_sizes() {
+    for ss in [0u32, 1, 256, 768, 1000, 8192] {
+        let l = limits(ss, 11, 1 << 20);
+        for op in [Op::Read, Op::Write] {
+            assert_eq!(
+                plan_io(op, 0, u64::from(ss.max(512)), 0, &l),
+                Err(BlkError::Config(
+                    "sector size is not a power of two from 512 to 4096"
+                )),
+                "sector size {ss}"
+            );
+        }
+    }
+}
